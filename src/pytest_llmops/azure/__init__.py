@@ -1,0 +1,1 @@
+"""Azure OpenAI deployments (attach or provision), clients and credentials."""

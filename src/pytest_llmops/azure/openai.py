@@ -1,0 +1,106 @@
+"""The Azure OpenAI deployment a session uses, and the clients bound to it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pytest
+
+from pytest_llmops.cassettes.sanitize import OPENAI_HOST
+from pytest_llmops.errors import MissingCredential
+from pytest_llmops.settings import Settings
+
+DEFAULT_API_VERSION = "2024-05-01-preview"
+DEFAULT_DEPLOYMENT = "gpt-4o"
+REPLAY_ENDPOINT = f"https://{OPENAI_HOST}/"
+REPLAY_API_KEY = "replay-api-key"  # not a secret: replay answers from cassettes
+COGNITIVE_SCOPE = "https://cognitiveservices.azure.com/.default"
+
+
+@dataclass(frozen=True)
+class AzureOpenAIDeployment:
+    """An Azure OpenAI deployment: where it is and how to reach it."""
+
+    endpoint: str
+    deployment: str
+    api_version: str
+    model: str = "gpt-4o"
+    region: str | None = None
+    provisioned: bool = False
+    api_key: str | None = field(default=None, repr=False)
+    """None means Entra ID (azure_credential)."""
+
+    def metadata(self) -> dict[str, Any]:
+        """What a session cassette stores so that replay does what the recording did
+        (never the key)."""
+        data = asdict(self)
+        data.pop("api_key")
+        data["endpoint"] = REPLAY_ENDPOINT
+        return data
+
+    @classmethod
+    def from_metadata(cls, data: Mapping[str, Any]) -> AzureOpenAIDeployment:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "api_key"}
+        return cls(**{**known, "endpoint": REPLAY_ENDPOINT, "api_key": REPLAY_API_KEY})
+
+
+def missing(names: list[str], settings: Settings, what: str) -> None:
+    """Skip (or fail under ``--llmops-strict``) when variables needed live are not set."""
+    listed = ", ".join(names)
+    message = (
+        f"{listed} not set: {what} needs {'it' if len(names) == 1 else 'them'} in {settings.mode} mode. "
+        f"Export {'it' if len(names) == 1 else 'them'}, or run offline from cassettes with plain `pytest`."
+    )
+    if settings.strict:
+        raise MissingCredential(message + " (--llmops-strict turns this skip into a failure)")
+    pytest.skip(message)
+
+
+def attach(settings: Settings, environ: Mapping[str, str] | None = None) -> AzureOpenAIDeployment:
+    """The deployment named by the environment (live and record modes)."""
+    env = os.environ if environ is None else environ
+    endpoint = env.get("AZURE_OPENAI_ENDPOINT", "").strip()
+    if not endpoint:
+        missing(["AZURE_OPENAI_ENDPOINT"], settings, "azure_openai_deployment")
+    return AzureOpenAIDeployment(
+        endpoint=endpoint,
+        deployment=env.get("AZURE_OPENAI_DEPLOYMENT", "").strip() or DEFAULT_DEPLOYMENT,
+        api_version=env.get("AZURE_OPENAI_API_VERSION", "").strip() or DEFAULT_API_VERSION,
+        model=env.get("AZURE_OPENAI_MODEL", "").strip() or "gpt-4o",
+        region=env.get("AZURE_LOCATION") or None,
+        api_key=env.get("AZURE_OPENAI_API_KEY") or None,
+    )
+
+
+def replayed(metadata: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> AzureOpenAIDeployment:
+    """The deployment as recorded (session cassette metadata), with placeholder credentials."""
+    if metadata:
+        return AzureOpenAIDeployment.from_metadata(metadata)
+    env = os.environ if environ is None else environ
+    return AzureOpenAIDeployment(
+        endpoint=REPLAY_ENDPOINT,
+        deployment=env.get("AZURE_OPENAI_DEPLOYMENT", "").strip() or DEFAULT_DEPLOYMENT,
+        api_version=env.get("AZURE_OPENAI_API_VERSION", "").strip() or DEFAULT_API_VERSION,
+        api_key=REPLAY_API_KEY,
+    )
+
+
+def client_kwargs(deployment: AzureOpenAIDeployment, credential: Any) -> dict[str, Any]:
+    """Keyword arguments of ``openai.AzureOpenAI``/``AsyncAzureOpenAI`` for a deployment:
+    its key, or an Entra ID token provider from ``credential``."""
+    kwargs: dict[str, Any] = {"azure_endpoint": deployment.endpoint, "api_version": deployment.api_version}
+    if deployment.api_key:
+        kwargs["api_key"] = deployment.api_key
+    else:
+        if credential is None:
+            raise MissingCredential(
+                "No AZURE_OPENAI_API_KEY and no azure_credential: set AZURE_OPENAI_API_KEY, or sign in "
+                "for Entra ID (`az login`, or AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET)."
+            )
+        from azure.identity import get_bearer_token_provider
+
+        kwargs["azure_ad_token_provider"] = get_bearer_token_provider(credential, COGNITIVE_SCOPE)
+    return kwargs

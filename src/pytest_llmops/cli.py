@@ -1,0 +1,77 @@
+"""The ``pytest-llmops`` command: ``scan`` cassettes for secrets, ``sweep`` leaked cloud
+resources, ``drift`` between MLflow runs.
+
+Each subcommand lives with its domain and registers itself here through an
+``add_parser(subparsers)`` function; heavy imports happen inside the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _scan(args: argparse.Namespace) -> int:
+    from pytest_llmops.cassettes.scan import scan_paths
+
+    findings = scan_paths(args.paths)
+    for finding in findings:
+        print(finding.describe())
+    if findings:
+        files = len({f.path for f in findings})
+        print(
+            f"{len(findings)} secret-shaped value(s) in {files} file(s). Scrub them (or delete the "
+            "cassettes and record again with `pytest --llmops-record`), then rerun "
+            "`pytest-llmops scan`.",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"No secrets found in {', '.join(args.paths)}.")
+    return 0
+
+
+def _add_scan(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "scan",
+        help="look for secrets in cassettes (exit 1 on findings)",
+        description="Scan cassette files (YAML/JSON) for anything secret-shaped: API keys, dapi "
+        "tokens, JWTs, SAS signatures, PEM keys, subscription ids. Prints file:line and rule, "
+        "never the secret.",
+    )
+    parser.add_argument("paths", nargs="+", help="files or folders to scan")
+    parser.set_defaults(command=_scan)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``pytest-llmops`` command."""
+    parser = argparse.ArgumentParser(
+        prog="pytest-llmops",
+        description="Tools for pytest-llmops suites: scan cassettes, sweep leaked resources, "
+        "compare runs for drift.",
+    )
+    subparsers = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+    _add_scan(subparsers)
+    for add_parser in _domain_parsers():
+        add_parser(subparsers)
+    return parser
+
+
+def _domain_parsers() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
+    """Subcommands contributed by the domain packages (imported lazily by their commands)."""
+    parsers: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = []
+    return parsers
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``pytest-llmops`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    command: Command = args.command
+    return command(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""Every error a user of pytest-llmops can see, each with the fix in its message."""
+
+from __future__ import annotations
+
+
+class LLMOpsError(Exception):
+    """Base class of the plugin's errors."""
+
+
+class CassetteError(LLMOpsError):
+    """A cassette file that cannot be used: not a cassette, truncated, unsafe YAML tags."""
+
+    def __init__(self, path: object, problem: str, fix: str | None = None) -> None:
+        self.path = str(path)
+        self.problem = problem
+        fix = fix or (
+            "Fix or delete the file, then record it again with `pytest --llmops-record` "
+            "(against the real service or a local double)."
+        )
+        super().__init__(f"Cassette {self.path} cannot be used: {problem}\n{fix}")
+
+
+class ReplayMiss(LLMOpsError):
+    """A request made during replay that the test's cassette has no recording for."""
+
+    def __init__(self, message: str, *, nodeid: str = "", request: str = "", cassette: str = "") -> None:
+        self.nodeid = nodeid
+        self.request = request
+        self.cassette = cassette
+        super().__init__(message)
+
+
+class SecretLeak(LLMOpsError):
+    """A cassette about to be written still holds something secret-shaped."""
+
+    def __init__(self, path: object, findings: list[tuple[int, str]]) -> None:
+        self.path = str(path)
+        self.findings = findings
+        where = ", ".join(f"line {line}: {rule}" for line, rule in findings[:10])
+        more = f" and {len(findings) - 10} more" if len(findings) > 10 else ""
+        super().__init__(
+            f"Not writing cassette {self.path}: it still holds secret-shaped data ({where}{more}). "
+            "Nothing was written. Scrub it by adding a sanitizer in the `pytest_llmops_configure` "
+            "hook of your conftest.py (recorder.add_secret(value) or recorder.add_sanitizer(fn)), "
+            "then record again with `pytest --llmops-record`."
+        )
+
+
+class MissingCredential(LLMOpsError):
+    """A variable needed in live or record mode is not set (raised under --llmops-strict)."""
+
+
+class ProvisioningError(LLMOpsError):
+    """A cloud resource could not be created, started or removed."""

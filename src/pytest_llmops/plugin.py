@@ -1,0 +1,143 @@
+"""pytest wiring of pytest-llmops: options, markers, hooks, and the fixtures imported from
+their domain modules. Nothing heavy is imported here (no vcrpy, openai, mlflow, azure or
+databricks): a session that uses none of them pays nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+
+import pytest
+
+from pytest_llmops import hookspecs
+from pytest_llmops import settings as settings_mod
+from pytest_llmops.azure.fixtures import (  # noqa: F401 - fixtures
+    _llmops_openai_clients,
+    azure_credential,
+    azure_openai_async_client,
+    azure_openai_client,
+    azure_openai_deployment,
+)
+from pytest_llmops.cassettes.fixtures import (  # noqa: F401 - fixtures
+    cassette_key,
+    llmops_cassette,
+    llmops_cassette_dir,
+    llmops_recorder,
+    reports_key,
+)
+from pytest_llmops.errors import ReplayMiss
+from pytest_llmops.validation import cassette_options, run_options
+
+MARKERS = (
+    "llmops(experiment=None, run_name=None, params=None, tags=None, autolog=True): run the test "
+    "inside its own MLflow run (with mlflow.openai.autolog() traces) and a cassette.",
+    "llmops_cassette(name=None, match_on=None, allow_repeats=False): cassette options, or a "
+    "cassette for a test that uses no llmops fixture. name is relative to the cassette folder.",
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("llmops", "pytest-llmops: LLM tests on Azure OpenAI and Databricks")
+    group.addoption(
+        "--llmops-live", action="store_true", default=False,
+        help="run against the real services; cassettes are neither read nor written (LLMOPS_MODE=live).",
+    )
+    group.addoption(
+        "--llmops-record", action="store_true", default=False,
+        help="run against the real services and (re)write the cassettes of passing tests "
+        "(LLMOPS_MODE=record).",
+    )
+    group.addoption(
+        "--llmops-provision", action="store_true", default=False,
+        help="let fixtures create cloud resources (and delete them after); without it they only attach.",
+    )
+    group.addoption(
+        "--llmops-keep-resources", action="store_true", default=False,
+        help="keep the cloud resources this run created, and print their ids.",
+    )
+    group.addoption(
+        "--llmops-strict", action="store_true", default=False,
+        help="fail, instead of skip, tests whose credentials are missing in live or record mode.",
+    )
+    group.addoption(
+        "--llmops-tracking-uri", metavar="URI", default=None,
+        help="MLflow tracking URI (default: llmops_tracking_uri ini, MLFLOW_TRACKING_URI, else "
+        "sqlite:///<rootdir>/.llmops/mlflow.db).",
+    )
+    group.addoption("--llmops-experiment", metavar="NAME", default=None, help="MLflow experiment name.")
+    group.addoption(
+        "--llmops-report", metavar="PATH", default=None,
+        help="write the run summary to PATH (JSON, or Markdown for .md).",
+    )
+    group.addoption(
+        "--llmops-drift-baseline", metavar="REF", default=None,
+        help="compare this session's traces with a baseline (run id, experiment[:filter]) at the end.",
+    )
+    parser.addini("llmops_cassette_dir", "folder of cassettes, relative to the rootdir", default="cassettes")
+    parser.addini("llmops_tracking_uri", "MLflow tracking URI", default="")
+    parser.addini("llmops_experiment", "MLflow experiment name", default="")
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for marker in MARKERS:
+        config.addinivalue_line("markers", marker)
+    settings = settings_mod.from_config(config)
+    config.stash[settings_mod.settings_key] = settings
+    if settings.is_replay:
+        from pytest_llmops.cassettes import network
+
+        network.seal(allowed_hosts=_explicit_hosts(settings.tracking_uri))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    from pytest_llmops.cassettes import network
+
+    network.unseal()
+
+
+def _explicit_hosts(tracking_uri: str | None) -> list[str]:
+    """Hosts the user configured explicitly, reachable even in replay."""
+    if not tracking_uri or "://" not in tracking_uri or tracking_uri.startswith(("sqlite", "file")):
+        return []
+    from urllib.parse import urlsplit
+
+    host = urlsplit(tracking_uri).hostname
+    return [host] if host else []
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Validate marker arguments early, and give marked tests their cassette."""
+    for item in items:
+        cassette_mark = item.get_closest_marker("llmops_cassette")
+        run_mark = item.get_closest_marker("llmops")
+        if cassette_mark is not None:
+            cassette_options(item.nodeid, cassette_mark)
+        if run_mark is not None:
+            run_options(item.nodeid, run_mark)
+        if (cassette_mark is not None or run_mark is not None) and isinstance(item, pytest.Function):
+            if "llmops_cassette" not in item.fixturenames:
+                item.fixturenames.insert(0, "llmops_cassette")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    item.stash.setdefault(reports_key, {})[report.when] = report
+    cassette = item.stash.get(cassette_key, None)
+    if report.failed and cassette is not None and cassette.misses and call.excinfo is not None:
+        # Clients may wrap the miss (openai 2.x, azure-core): show the plugin's own message.
+        where = ""
+        for entry in reversed(call.excinfo.traceback):
+            if entry.path == getattr(item, "path", None):
+                where = f"\n\n(the request was made at {entry.path}:{entry.lineno + 1})"
+                break
+        wrapped = "" if call.excinfo.errisinstance(ReplayMiss) else (
+            f"\n(raised to the test as {call.excinfo.typename}: {call.excinfo.value})"
+        )
+        report.longrepr = f"{cassette.misses[0]}{where}{wrapped}"
+    return report
