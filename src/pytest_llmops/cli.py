@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _domain_parsers() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
     """Subcommands contributed by the domain packages (imported lazily by their commands)."""
     parsers: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = []
+    from pytest_llmops.monitoring.cli import add_parser as add_drift_parser
+
+    parsers.append(add_drift_parser)
     return parsers
 
 

@@ -21,11 +21,14 @@ from pytest_llmops.cassettes.fixtures import (  # noqa: F401 - fixtures
     cassette_key,
     llmops_cassette,
     llmops_cassette_dir,
+    llmops_mode,
     llmops_recorder,
     reports_key,
 )
-from pytest_llmops.errors import ReplayMiss
+from pytest_llmops.errors import LLMOpsError, ReplayMiss
 from pytest_llmops.validation import cassette_options, run_options
+
+_sealed_key = pytest.StashKey[bool]()
 
 MARKERS = (
     "llmops(experiment=None, run_name=None, params=None, tags=None, autolog=True): run the test "
@@ -90,12 +93,14 @@ def pytest_configure(config: pytest.Config) -> None:
         from pytest_llmops.cassettes import network
 
         network.seal(allowed_hosts=_explicit_hosts(settings.tracking_uri))
+        config.stash[_sealed_key] = True
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    from pytest_llmops.cassettes import network
+    if config.stash.get(_sealed_key, False):
+        from pytest_llmops.cassettes import network
 
-    network.unseal()
+        network.unseal()
 
 
 def _explicit_hosts(tracking_uri: str | None) -> list[str]:
@@ -117,9 +122,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             cassette_options(item.nodeid, cassette_mark)
         if run_mark is not None:
             run_options(item.nodeid, run_mark)
-        if (cassette_mark is not None or run_mark is not None) and isinstance(item, pytest.Function):
-            if "llmops_cassette" not in item.fixturenames:
-                item.fixturenames.insert(0, "llmops_cassette")
+        wants_cassette = cassette_mark is not None or run_mark is not None
+        if wants_cassette and isinstance(item, pytest.Function):
+            _use_fixture(item, "llmops_cassette")
+
+
+def _use_fixture(item: pytest.Function, name: str) -> None:
+    """Make a marked test request a fixture it does not name."""
+    if name not in item.fixturenames:
+        item.fixturenames.insert(0, name)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -128,16 +139,60 @@ def pytest_runtest_makereport(
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     item.stash.setdefault(reports_key, {})[report.when] = report
+    excinfo = call.excinfo
+    if not report.failed or excinfo is None:
+        return report
     cassette = item.stash.get(cassette_key, None)
-    if report.failed and cassette is not None and cassette.misses and call.excinfo is not None:
+    if cassette is not None and cassette.misses:
         # Clients may wrap the miss (openai 2.x, azure-core): show the plugin's own message.
-        where = ""
-        for entry in reversed(call.excinfo.traceback):
-            if entry.path == getattr(item, "path", None):
-                where = f"\n\n(the request was made at {entry.path}:{entry.lineno + 1})"
-                break
-        wrapped = "" if call.excinfo.errisinstance(ReplayMiss) else (
-            f"\n(raised to the test as {call.excinfo.typename}: {call.excinfo.value})"
+        wrapped = "" if excinfo.errisinstance(ReplayMiss) else (
+            f"\n(raised to the test as {excinfo.typename}: {excinfo.value})"
         )
-        report.longrepr = f"{cassette.misses[0]}{where}{wrapped}"
+        report.longrepr = f"{cassette.misses[0]}{_where(item, excinfo)}{wrapped}"
+    elif excinfo.errisinstance(LLMOpsError):
+        # The plugin's errors say what happened and how to fix it: no traceback needed.
+        report.longrepr = f"{excinfo.typename}: {excinfo.value}{_where(item, excinfo)}"
     return report
+
+
+def _where(item: pytest.Item, excinfo: pytest.ExceptionInfo[BaseException]) -> str:
+    """Where in the test file the error was raised, if it was."""
+    for entry in reversed(excinfo.traceback):
+        if entry.path == getattr(item, "path", None):
+            return f"\n\n(raised at {entry.path}:{entry.lineno + 1})"
+    return ""
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: object) -> None:
+    """xdist controller: hand each worker what the session shares (its id, ...)."""
+    from pytest_llmops import session
+
+    session.share_with_worker(node.config, node.workerinput)  # type: ignore[attr-defined]
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, None, None]:
+    """Before an xdist worker tears down its session fixtures, say it has finished its
+    tests, so that the creator of a shared resource removes it only after every worker."""
+    from pytest_llmops import session
+
+    if nextitem is None and session.is_worker(item.config):
+        from pytest_llmops import resources
+
+        resources.worker_done(item.config)
+    return (yield)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The controller (or a run without xdist) removes this invocation's shared state."""
+    from pytest_llmops import session as llmops_session
+
+    config = session.config
+    if llmops_session.is_worker(config) or settings_mod.settings_key not in config.stash:
+        return
+    import shutil
+
+    run_dir = settings_mod.get(config).rootdir / ".llmops" / "run" / llmops_session.session_id(config)
+    shutil.rmtree(run_dir, ignore_errors=True)

@@ -70,7 +70,7 @@ def resolve_mode(live: bool, record: bool, environ: Mapping[str, str]) -> Mode:
             f"LLMOPS_MODE={environ['LLMOPS_MODE']!r} is not a mode. Use one of: "
             f"{', '.join(MODES)} (for example `LLMOPS_MODE=replay pytest`), or unset it."
         )
-    return value  # type: ignore[return-value]
+    return value  # type: ignore[return-value,unused-ignore]
 
 
 def from_config(config: pytest.Config, environ: Mapping[str, str] | None = None) -> Settings:

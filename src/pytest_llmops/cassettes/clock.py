@@ -27,6 +27,8 @@ SLEEPING_MODULES = (
     "azure.core.polling.base_polling",
     "azure.core.polling._poller",
     "azure.mgmt.core.polling.arm_polling",
+    "azure.mgmt.core.policies._base",
+    "pytest_llmops.azure.arm",
 )
 SLEEPING_PACKAGES = ("databricks.sdk.service.",)
 """Every module below these packages gets the no-sleep clock too (the SDK's waiters)."""
@@ -66,24 +68,54 @@ def _targets() -> list[types.ModuleType]:
     return modules
 
 
-@contextmanager
-def no_sleep() -> Iterator[None]:
-    """Within the block, the SDK modules imported so far do not sleep."""
-    global _anyio_proxy
-    patched: list[tuple[types.ModuleType, str, Any]] = []
-    for module in _targets():
-        real_time = module.__dict__.get("time")
-        if isinstance(real_time, types.ModuleType) and real_time is time:
-            patched.append((module, "time", real_time))
-            module.time = _time_proxy  # type: ignore[attr-defined]
-        real_anyio = module.__dict__.get("anyio")
-        if isinstance(real_anyio, types.ModuleType) and not isinstance(real_anyio, _Proxy):
-            if _anyio_proxy is None:
-                _anyio_proxy = _Proxy(real_anyio, _async_no_sleep)
-            patched.append((module, "anyio", real_anyio))
-            module.anyio = _anyio_proxy  # type: ignore[attr-defined]
-    try:
-        yield
-    finally:
-        for module, name, real in reversed(patched):
+class NoSleep:
+    """Replaces ``time``/``anyio`` in the SDK modules while active.
+
+    :meth:`apply` is cheap to call again (the cassette calls it on every replayed
+    request): an SDK imported after the cassette was activated, as a lazy fixture does,
+    is patched before its first request can sleep.
+    """
+
+    def __init__(self) -> None:
+        self._patched: list[tuple[types.ModuleType, str, Any]] = []
+        self._done: set[str] = set()
+        self._seen_modules = -1
+
+    def apply(self) -> None:
+        global _anyio_proxy
+        if len(sys.modules) == self._seen_modules:
+            return
+        self._seen_modules = len(sys.modules)
+        for module in _targets():
+            if module.__name__ in self._done:
+                continue
+            self._done.add(module.__name__)
+            real_time = module.__dict__.get("time")
+            if real_time is time:
+                self._patched.append((module, "time", real_time))
+                module.time = _time_proxy  # type: ignore[attr-defined]
+            real_anyio = module.__dict__.get("anyio")
+            if isinstance(real_anyio, types.ModuleType) and not isinstance(real_anyio, _Proxy):
+                if _anyio_proxy is None:
+                    _anyio_proxy = _Proxy(real_anyio, _async_no_sleep)
+                self._patched.append((module, "anyio", real_anyio))
+                module.anyio = _anyio_proxy  # type: ignore[attr-defined]
+
+    def restore(self) -> None:
+        for module, name, real in reversed(self._patched):
             setattr(module, name, real)
+        self._patched.clear()
+        self._done.clear()
+        self._seen_modules = -1
+
+
+@contextmanager
+def no_sleep() -> Iterator[NoSleep]:
+    """Within the block, the SDK modules do not sleep (call ``.apply()`` again after
+    importing an SDK)."""
+    patcher = NoSleep()
+    patcher.apply()
+    try:
+        yield patcher
+    finally:
+        patcher.restore()

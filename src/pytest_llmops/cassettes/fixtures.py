@@ -26,6 +26,13 @@ def test_passed(item: pytest.Item) -> bool:
 
 
 @pytest.fixture(scope="session")
+def llmops_mode(pytestconfig: pytest.Config) -> settings_mod.Mode:
+    """This session's mode: ``"replay"`` (default), ``"live"`` (``--llmops-live``) or
+    ``"record"`` (``--llmops-record``); ``LLMOPS_MODE`` when no flag is given."""
+    return settings_mod.get(pytestconfig).mode
+
+
+@pytest.fixture(scope="session")
 def llmops_cassette_dir(pytestconfig: pytest.Config) -> Path:
     """The folder cassettes live in: the ``llmops_cassette_dir`` ini option (default
     ``cassettes`` under the rootdir). Override this fixture to put them elsewhere."""

@@ -46,8 +46,10 @@ def _check(address: Any) -> None:
 
 
 def seal(allowed_hosts: Iterable[str] = ()) -> None:
-    """Refuse non-loopback connections until :func:`unseal`. Idempotent."""
-    _state["allowed"] = {h.lower() for h in allowed_hosts}
+    """Refuse non-loopback connections until the matching :func:`unseal` (calls nest, as
+    an in-process pytester run inside a sealed session does)."""
+    _state["allowed"] = _state.get("allowed", set()) | {h.lower() for h in allowed_hosts}
+    _state["depth"] = _state.get("depth", 0) + 1
     if "connect" in _state:
         return
     real_connect = socket.socket.connect
@@ -64,13 +66,15 @@ def seal(allowed_hosts: Iterable[str] = ()) -> None:
         return real_connect_ex(self, address)
 
     _state["connect"], _state["connect_ex"] = real_connect, real_connect_ex
-    socket.socket.connect = connect  # type: ignore[method-assign]
-    socket.socket.connect_ex = connect_ex  # type: ignore[method-assign]
+    socket.socket.connect = connect  # type: ignore[assignment,method-assign]
+    socket.socket.connect_ex = connect_ex  # type: ignore[assignment,method-assign]
 
 
 def unseal() -> None:
-    """Restore the real socket functions."""
-    if "connect" in _state:
+    """Undo one :func:`seal`; the real socket functions are back after the last one."""
+    _state["depth"] = max(0, _state.get("depth", 0) - 1)
+    if _state["depth"] == 0 and "connect" in _state:
+        _state.pop("allowed", None)
         socket.socket.connect = _state.pop("connect")  # type: ignore[method-assign]
         socket.socket.connect_ex = _state.pop("connect_ex")  # type: ignore[method-assign]
 

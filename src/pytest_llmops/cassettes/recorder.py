@@ -19,7 +19,7 @@ from vcr.patch import CassettePatcherBuilder
 from vcr.record_mode import RecordMode
 
 from pytest_llmops.cassettes import storage
-from pytest_llmops.cassettes.clock import no_sleep
+from pytest_llmops.cassettes.clock import NoSleep, no_sleep
 from pytest_llmops.cassettes.matching import DEFAULT_IGNORED_BODY_FIELDS, FIELDS, nearest, request_key
 from pytest_llmops.cassettes.sanitize import Sanitizer
 from pytest_llmops.cassettes.scan import scan_text
@@ -106,6 +106,7 @@ class _IndexedCassette(VcrCassette):  # type: ignore[misc]
         self.owner = owner
         self._index: dict[Any, collections.deque[int]] | None = None
         self._stored_prepared: list[Any] = []
+        self.no_sleep: NoSleep | None = None
 
     # request preparation, cached on the request object (vcrpy asks several times)
     def _prepare(self, request: Any) -> tuple[Any, Any]:
@@ -148,6 +149,8 @@ class _IndexedCassette(VcrCassette):  # type: ignore[misc]
     def can_play_response_for(self, request: Any) -> bool:
         if self.record_mode == RecordMode.ALL:
             return False
+        if self.no_sleep is not None:
+            self.no_sleep.apply()  # the SDK making this request may be newly imported
         prepared, _ = self._prepare(request)
         if prepared is None:
             return False
@@ -300,8 +303,11 @@ class Cassette:
             for patcher in CassettePatcherBuilder(self._vcr).build():
                 stack.enter_context(patcher)
             if self.mode == "replay":
-                stack.enter_context(no_sleep())
-            yield self
+                self._vcr.no_sleep = stack.enter_context(no_sleep())
+            try:
+                yield self
+            finally:
+                self._vcr.no_sleep = None
 
     def save(self) -> None:
         """Write the cassette (record mode): scanned first, atomically. A passing test that

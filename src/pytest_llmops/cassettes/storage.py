@@ -40,7 +40,7 @@ def parse(path: Path, text: str) -> dict[str, Any]:
             raise CassetteError(path, f"not valid JSON ({exc}).") from exc
     else:
         try:
-            data = yaml.load(text, Loader=_yaml_loader())  # noqa: S506 - vcrpy's safe loader
+            data = yaml.load(text, Loader=_yaml_loader())  # vcrpy's safe loader
         except yaml.constructor.ConstructorError as exc:
             mark = f" at line {exc.problem_mark.line + 1}" if exc.problem_mark else ""
             raise CassetteError(
@@ -49,8 +49,8 @@ def parse(path: Path, text: str) -> dict[str, Any]:
                 "never loaded with an unsafe loader, since such tags can run code.",
             ) from exc
         except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark is not None else ""
+            problem_mark = getattr(exc, "problem_mark", None)
+            where = f" at line {problem_mark.line + 1}" if problem_mark is not None else ""
             problem = getattr(exc, "problem", None) or str(exc)
             raise CassetteError(path, f"not valid YAML{where}: {problem} (a truncated file?).") from exc
     validate(path, data)

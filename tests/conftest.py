@@ -1,0 +1,73 @@
+"""Fixtures of the plugin's own test suite: the lab double on loopback, the shared
+real-world corpus, and helpers to run pytest on generated test files."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+# In-process pytester runs drop the modules an inner run imported; re-importing yaml then
+# pairs its C parser with new node classes ("could not determine a constructor for the tag
+# None"). Importing these here keeps one copy for the whole session.
+import vcr  # noqa: F401
+import yaml  # noqa: F401
+
+if TYPE_CHECKING:
+    from tests.double import LabDouble
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+
+# Secrets used when recording against the double: every test that writes cassettes greps
+# the bytes of what it wrote for these exact values.
+SECRET_API_KEY = "5f0c3e2a9b7d4e1f8a6c0b2d4e6f8a1c"  # 32 hex, the shape of an Azure OpenAI key
+SECRET_DATABRICKS_TOKEN = "dapi0123456789abcdef0123456789abcdef"
+
+
+@pytest.fixture
+def lab_double() -> Iterator[LabDouble]:
+    """A fresh lab double on an ephemeral loopback port, stopped after the test (tests may
+    stop it earlier to prove replay needs no server)."""
+    from tests.double import LabDouble
+
+    double = LabDouble().start()
+    double.openai.api_key = SECRET_API_KEY
+    double.databricks.tokens = {SECRET_DATABRICKS_TOKEN}
+    try:
+        yield double
+    finally:
+        double.stop()
+
+
+@pytest.fixture
+def double_env(lab_double: LabDouble, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Point live/record runs (in-process and subprocess) at the lab double."""
+    env = lab_double.client_env()
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No llmops, Azure, Databricks or MLflow variables: what CI and a new user have."""
+    for name in list(os.environ):
+        if name.startswith(("LLMOPS_", "AZURE_", "DATABRICKS_", "MLFLOW_", "OPENAI_")):
+            monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def shared_dir() -> Path:
+    """``../shared`` beside the repository; tests that need it skip where it is absent."""
+    if not (SHARED / "realworld").is_dir():
+        pytest.skip("../shared/realworld is not present (it exists in the project's workspace and CI)")
+    return SHARED
+
+
+def all_bytes(root: Path) -> bytes:
+    """The concatenated bytes of every file below ``root`` (to grep for secrets)."""
+    return b"\n".join(p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file())

@@ -1,0 +1,100 @@
+"""The plugin as pytest sees it: entry point, options, markers, import cost, validation."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("mlflow", "openai", "databricks", "azure", "vcr", "httpx", "httpx2", "requests", "yaml", "scipy")
+
+
+def test_plugin_import_pulls_in_no_heavy_module():
+    code = (
+        "import json, sys, pytest_llmops.plugin; "
+        f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r}))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == []
+
+
+def test_collect_only_session_imports_no_heavy_module(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        """
+        import sys
+        HEAVY = %r
+        def test_nothing_heavy():
+            loaded = sorted({m.split('.')[0] for m in sys.modules} & set(HEAVY))
+            assert loaded == []
+        """
+        % (HEAVY,)
+    )
+    # respx's (and pytest-recording's) own plugins import httpx: measure ours alone.
+    result = pytester.runpytest_subprocess("-p", "no:respx", "-p", "no:recording")
+    result.assert_outcomes(passed=1)
+
+
+def test_options_live_in_one_group(pytester: pytest.Pytester):
+    result = pytester.runpytest("--help")
+    result.stdout.fnmatch_lines(["pytest-llmops: LLM tests on Azure OpenAI and Databricks:"])
+    text = result.stdout.str()
+    group = text.split("pytest-llmops: LLM tests on Azure OpenAI and Databricks:")[1]
+    for option in (
+        "--llmops-live", "--llmops-record", "--llmops-provision", "--llmops-keep-resources",
+        "--llmops-strict", "--llmops-tracking-uri", "--llmops-experiment", "--llmops-report",
+        "--llmops-drift-baseline",
+    ):
+        assert option in group
+    for ini in ("llmops_cassette_dir", "llmops_tracking_uri", "llmops_experiment"):
+        assert ini in text
+
+
+def test_markers_are_registered_with_descriptions(pytester: pytest.Pytester):
+    result = pytester.runpytest("--markers")
+    result.stdout.fnmatch_lines([
+        "@pytest.mark.llmops(experiment=None, run_name=None, params=None, tags=None, autolog=True):*",
+        "@pytest.mark.llmops_cassette(name=None, match_on=None, allow_repeats=False):*",
+    ])
+
+
+def test_strict_markers_pass(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.llmops_cassette(name="x")
+        def test_a():
+            pass
+        """
+    )
+    pytester.runpytest("--strict-markers").assert_outcomes(passed=1)
+
+
+def test_disabled_with_no_llmops(pytester: pytest.Pytester):
+    pytester.makepyfile("def test_a(request):\n    assert 'llmops_cassette' not in request.fixturenames\n")
+    result = pytester.runpytest("-p", "no:llmops")
+    result.assert_outcomes(passed=1)
+    assert "--llmops-live" not in pytester.runpytest("-p", "no:llmops", "--help").stdout.str()
+
+
+@pytest.mark.parametrize(
+    ("marker", "message"),
+    [
+        ("llmops_cassette(nam='x')", "*test_bad.py::test_a: @pytest.mark.llmops_cassette: unknown argument(s) nam*"),
+        ("llmops_cassette(match_on='body')", "*match_on must be a list of fields*"),
+        ("llmops_cassette(match_on=['body', 'headers'])", "*match_on fields must be among method, host, path*"),
+        ("llmops_cassette(allow_repeats='yes')", "*allow_repeats must be True or False*"),
+        ("llmops_cassette(name='../outside')", "*name must be relative to the cassette folder*"),
+        ("llmops(params=['a'])", "*test_bad.py::test_a: @pytest.mark.llmops: params must be a dict*"),
+        ("llmops('exp')", "*llmops: takes keyword arguments only*"),
+        ("llmops(autolog='no')", "*autolog must be True or False*"),
+        ("llmops(experment='x')", "*unknown argument(s) experment*Signature: llmops(experiment=None*"),
+    ],
+)
+def test_wrong_marker_arguments_are_usage_errors(pytester: pytest.Pytester, marker: str, message: str):
+    pytester.makepyfile(test_bad=f"import pytest\n\n@pytest.mark.{marker}\ndef test_a():\n    pass\n")
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
