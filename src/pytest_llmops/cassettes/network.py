@@ -52,20 +52,18 @@ def seal(allowed_hosts: Iterable[str] = ()) -> None:
     _state["depth"] = _state.get("depth", 0) + 1
     if "connect" in _state:
         return
-    real_connect = socket.socket.connect
-    real_connect_ex = socket.socket.connect_ex
 
     def connect(self: socket.socket, address: Any) -> None:
         if self.family in (socket.AF_INET, socket.AF_INET6):
             _check(address)
-        return real_connect(self, address)
+        return _state["connect"](self, address)  # type: ignore[no-any-return]
 
     def connect_ex(self: socket.socket, address: Any) -> int:
         if self.family in (socket.AF_INET, socket.AF_INET6):
             _check(address)
-        return real_connect_ex(self, address)
+        return _state["connect_ex"](self, address)  # type: ignore[no-any-return]
 
-    _state["connect"], _state["connect_ex"] = real_connect, real_connect_ex
+    _state["connect"], _state["connect_ex"] = socket.socket.connect, socket.socket.connect_ex
     socket.socket.connect = connect  # type: ignore[assignment,method-assign]
     socket.socket.connect_ex = connect_ex  # type: ignore[assignment,method-assign]
 
