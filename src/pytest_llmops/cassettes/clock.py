@@ -58,14 +58,20 @@ _time_proxy = _Proxy(time, _no_sleep)
 _anyio_proxy: _Proxy | None = None
 
 
+_cache: dict[str, Any] = {"size": -1, "targets": []}
+
+
 def _targets() -> list[types.ModuleType]:
-    modules = [sys.modules[name] for name in SLEEPING_MODULES if name in sys.modules]
-    modules += [
-        module
-        for name, module in list(sys.modules.items())
-        if module is not None and name.startswith(SLEEPING_PACKAGES)
-    ]
-    return modules
+    """The imported SDK modules that sleep; rescanned only when modules were imported."""
+    if len(sys.modules) != _cache["size"]:
+        modules = [sys.modules[name] for name in SLEEPING_MODULES if name in sys.modules]
+        modules += [
+            module
+            for name, module in list(sys.modules.items())
+            if module is not None and name.startswith(SLEEPING_PACKAGES)
+        ]
+        _cache["size"], _cache["targets"] = len(sys.modules), modules
+    return _cache["targets"]  # type: ignore[no-any-return]
 
 
 class NoSleep:

@@ -40,7 +40,7 @@ def llmops_cassette_dir(pytestconfig: pytest.Config) -> Path:
 
 
 @pytest.fixture(scope="session")
-def llmops_recorder(pytestconfig: pytest.Config, llmops_cassette_dir: Path) -> Recorder:
+def llmops_recorder(pytestconfig: pytest.Config, llmops_cassette_dir: Path) -> Iterator[Recorder]:
     """The session's cassette configuration (scrubbing and matching), after every
     ``pytest_llmops_configure`` hook ran. Override it to replace the defaults wholesale."""
     from pytest_llmops.cassettes.recorder import Recorder
@@ -49,7 +49,8 @@ def llmops_recorder(pytestconfig: pytest.Config, llmops_cassette_dir: Path) -> R
     pytestconfig.hook.pytest_llmops_configure.call_historic(
         kwargs={"config": pytestconfig, "recorder": recorder}
     )
-    return recorder
+    yield recorder
+    recorder.close()
 
 
 @pytest.fixture

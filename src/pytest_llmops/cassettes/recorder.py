@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from vcr.cassette import Cassette as VcrCassette
-from vcr.patch import CassettePatcherBuilder
 from vcr.record_mode import RecordMode
 
 from pytest_llmops.cassettes import storage
 from pytest_llmops.cassettes.clock import NoSleep, no_sleep
+from pytest_llmops.cassettes.interception import Interceptor
 from pytest_llmops.cassettes.matching import DEFAULT_IGNORED_BODY_FIELDS, FIELDS, nearest, request_key
 from pytest_llmops.cassettes.sanitize import Sanitizer
 from pytest_llmops.cassettes.scan import scan_text
@@ -46,6 +46,11 @@ class Recorder:
         self.sanitizer = Sanitizer.from_environ(os.environ if environ is None else environ)
         self.ignored_body_fields: set[str] = set(DEFAULT_IGNORED_BODY_FIELDS)
         self.matchers: dict[str, Matcher] = {}
+        self.interceptor = Interceptor()
+
+    def close(self) -> None:
+        """Remove the HTTP interception (end of session)."""
+        self.interceptor.stop()
 
     # -- the extension API -----------------------------------------------------------
     def add_secret(self, value: str | None, name: str = "secret") -> None:
@@ -299,9 +304,10 @@ class Cassette:
         if self.mode == "live":
             yield self
             return
+        interceptor = self.recorder.interceptor
         with ExitStack() as stack:
-            for patcher in CassettePatcherBuilder(self._vcr).build():
-                stack.enter_context(patcher)
+            interceptor.push(self._vcr)
+            stack.callback(interceptor.pop, self._vcr)
             if self.mode == "replay":
                 self._vcr.no_sleep = stack.enter_context(no_sleep())
             try:

@@ -1,0 +1,75 @@
+"""Shared helpers of the benchmarks: generate a suite, time pytest on it in a subprocess,
+take medians over alternating repetitions."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+WORK = ROOT / ".work"
+
+
+def workdir(name: str) -> Path:
+    """A fresh folder for one suite (kept out of git by .gitignore)."""
+    path = WORK / name
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    (path / "pytest.ini").write_text("[pytest]\n")  # its own rootdir, away from the project's config
+    return path
+
+
+def run_pytest(folder: Path, args: Sequence[str], env: dict[str, str] | None = None) -> float:
+    """Wall time of one ``pytest`` run in a subprocess; fails loudly if a test failed."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMOPS_", "AZURE_", "MLFLOW_"))}
+    full_env.update(env or {})
+    full_env["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    started = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
+        cwd=folder, env=full_env, capture_output=True, text=True,
+    )
+    elapsed = time.perf_counter() - started
+    if result.returncode not in (0,):
+        raise SystemExit(f"pytest failed in {folder} {args}:\n{result.stdout[-3000:]}\n{result.stderr[-2000:]}")
+    return elapsed
+
+
+def alternate(runs: dict[str, Callable[[], float]], repetitions: int) -> dict[str, float]:
+    """Median wall time of each run, the runs interleaved so drift hits all alike."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repetitions):
+        for name, run in runs.items():
+            times[name].append(run())
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def per_test(small: float, large: float, n_small: int, n_large: int) -> float:
+    """Cost of one test: the difference between two suite sizes cancels start-up."""
+    return (large - small) / (n_large - n_small)
+
+
+def machine() -> str:
+    """One line describing this machine, for the results table."""
+    import platform
+
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"
+
+
+def tmp() -> Path:
+    return Path(tempfile.mkdtemp(prefix="llmops-bench-"))

@@ -1,0 +1,267 @@
+"""Replay speed of pytest-llmops (issue: replay speed).
+
+    python benchmarks/bench_replay.py [--reps 3] [--quick]
+
+P1  ``pytest --collect-only`` of 500 trivial tests, with the plugin against ``-p no:llmops``.
+P2  one replayed chat completion per test (client built once per module), per-test cost
+    from the 400-test and 40-test suites: the plugin against pytest-recording on the
+    same vcrpy cassette, and against an in-memory ``httpx2.MockTransport`` floor.
+P3  a cassette of 2,000 interactions (chat and streamed bodies of realistic size): load
+    time against a bare ``yaml.CSafeLoader`` parse, and replay of all 2,000 against 200.
+
+Every figure is a ratio measured in this one run (medians of alternating repetitions).
+pytest-recording is a benchmark-only dependency (``pip install -e '.[bench]'``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _harness import alternate, machine, per_test, run_pytest, workdir  # noqa: E402
+
+URI = "https://resource.openai.azure.com/openai/deployments/gpt-4o/chat/completions?api-version=2024-05-01-preview"
+QUESTION = "Tell me a joke about animals."
+
+
+def completion(i: int, words: int = 60) -> dict[str, object]:
+    text = " ".join(f"word{(i * 7 + k) % 97}" for k in range(words))
+    return {
+        "id": f"chatcmpl-{i:08d}", "object": "chat.completion", "created": 1732900000, "model": "gpt-4o-2024-11-20",
+        "system_fingerprint": "fp_0000000000",
+        "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": {
+            k: {"filtered": False, "severity": "safe"} for k in ("hate", "self_harm", "sexual", "violence")}}],
+        "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
+                     "message": {"role": "assistant", "content": text, "refusal": None},
+                     "content_filter_results": {k: {"filtered": False, "severity": "safe"}
+                                                for k in ("hate", "self_harm", "sexual", "violence")}}],
+        "usage": {"prompt_tokens": 14, "completion_tokens": words, "total_tokens": 14 + words},
+    }
+
+
+def stream_body(i: int, words: int = 60) -> str:
+    chunks = [{"choices": [], "created": 0, "id": "", "model": "", "object": "",
+               "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": {}}]}]
+    for k in range(words):
+        chunks.append({"id": f"chatcmpl-{i:08d}", "object": "chat.completion.chunk", "created": 1732900000,
+                       "model": "gpt-4o-2024-11-20", "choices": [
+                           {"index": 0, "delta": {"content": f"word{k} "}, "finish_reason": None}]})
+    chunks.append({"id": f"chatcmpl-{i:08d}", "object": "chat.completion.chunk", "created": 1732900000,
+                   "model": "gpt-4o-2024-11-20", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    return "".join(f"data: {json.dumps(c, separators=(',', ':'))}\n\n" for c in chunks) + "data: [DONE]\n\n"
+
+
+def interaction(question: str, body: str, stream: bool) -> dict[str, object]:
+    request: dict[str, object] = {"messages": [{"role": "user", "content": question}], "model": "gpt-4o"}
+    if stream:
+        request["stream"] = True
+    return {
+        "request": {"body": json.dumps(request), "headers": {"content-type": ["application/json"]},
+                    "method": "POST", "uri": URI},
+        "response": {"body": {"string": body},
+                     "headers": {"content-type": ["text/event-stream" if stream else "application/json"]},
+                     "status": {"code": 200, "message": "OK"}},
+    }
+
+
+def write_cassette(path: Path, interactions: list[dict[str, object]]) -> None:
+    import yaml
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.dump({"interactions": interactions, "version": 1}, Dumper=yaml.CSafeDumper))
+
+
+# -- P1 -----------------------------------------------------------------------------------
+def p1(reps: int) -> dict[str, float]:
+    folder = workdir("p1")
+    (folder / "test_trivial.py").write_text(
+        "import pytest\n\n@pytest.mark.parametrize('i', range(500))\ndef test_t(i):\n    pass\n"
+    )
+    times = alternate({
+        "plugin": lambda: run_pytest(folder, ["--collect-only", "-p", "no:recording"]),
+        "baseline": lambda: run_pytest(folder, ["--collect-only", "-p", "no:llmops", "-p", "no:recording"]),
+    }, reps)
+    return {"plugin_s": times["plugin"], "baseline_s": times["baseline"], "ratio": times["plugin"] / times["baseline"]}
+
+
+# -- P2 -----------------------------------------------------------------------------------
+CLIENT = """
+import openai, pytest
+
+@pytest.fixture(scope="module")
+def client():
+    return openai.AzureOpenAI(azure_endpoint="https://resource.openai.azure.com", api_key="k",
+                              api_version="2024-05-01-preview"{extra})
+"""
+CALL = """
+def _ask(client):
+    reply = client.chat.completions.create(model="gpt-4o", messages=[{{"role": "user", "content": {q!r}}}])
+    assert reply.choices[0].message.content
+"""
+
+
+def suite(folder: Path, kind: str, n: int) -> None:
+    header = textwrap.dedent(CLIENT).format(extra="")
+    if kind == "floor":
+        header = textwrap.dedent("""
+            import json, httpx2, openai, pytest
+            BODY = json.dumps({body}).encode()
+
+            def handler(request):
+                json.loads(request.content)  # what a matcher would at least do
+                return httpx2.Response(200, content=BODY, headers={{"content-type": "application/json"}})
+
+            @pytest.fixture(scope="module")
+            def client():
+                return openai.AzureOpenAI(azure_endpoint="https://resource.openai.azure.com", api_key="k",
+                                          api_version="2024-05-01-preview",
+                                          http_client=httpx2.Client(transport=httpx2.MockTransport(handler)))
+        """).format(body=repr(completion(0)))
+    marker = {
+        "plugin": '@pytest.mark.llmops_cassette(name="chat")\n',
+        "recording": '@pytest.mark.default_cassette("chat.yaml")\n@pytest.mark.vcr\n',
+        "floor": "",
+    }[kind]
+    body = header + textwrap.dedent(CALL).format(q=QUESTION)
+    body += f"\n{marker}@pytest.mark.parametrize('i', range({n}))\ndef test_chat(client, i):\n    _ask(client)\n"
+    if kind == "recording":
+        body += "\n@pytest.fixture(scope='module')\ndef vcr_cassette_dir():\n    return 'cassettes'\n"
+    (folder / "test_replay.py").write_text(body)
+    write_cassette(folder / "cassettes" / "chat.yaml", [interaction(QUESTION, json.dumps(completion(0)), False)])
+
+
+def p2(reps: int) -> dict[str, float]:
+    args = {
+        "plugin": ["-p", "no:recording"],
+        "recording": ["-p", "no:llmops", "--record-mode=none"],
+        "floor": ["-p", "no:llmops", "-p", "no:recording"],
+    }
+    runs = {}
+    for kind, extra in args.items():
+        for n in (40, 400):
+            folder = workdir(f"p2-{kind}-{n}")
+            suite(folder, kind, n)
+            runs[f"{kind}-{n}"] = (lambda f=folder, a=extra: run_pytest(f, a))
+    times = alternate(runs, reps)
+    cost = {kind: per_test(times[f"{kind}-40"], times[f"{kind}-400"], 40, 400) * 1000 for kind in args}
+    return {
+        "plugin_ms": cost["plugin"], "recording_ms": cost["recording"], "floor_ms": cost["floor"],
+        "vs_recording": cost["plugin"] / cost["recording"], "vs_floor": cost["plugin"] / cost["floor"],
+    }
+
+
+# -- P3 -----------------------------------------------------------------------------------
+REPLAY_ALL = """
+import json, time, openai, pytest, yaml
+
+@pytest.mark.llmops_cassette(name="big")
+def test_replay_all():
+    client = openai.AzureOpenAI(azure_endpoint="https://resource.openai.azure.com", api_key="k",
+                                api_version="2024-05-01-preview")
+    questions = json.loads(open("questions.json").read())
+    started = time.perf_counter()
+    for question, stream in questions:
+        extra = {"stream": True} if stream else {}
+        reply = client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": question}],
+                                               **extra)
+        if stream:
+            assert list(reply)
+        else:
+            assert reply.choices
+    print(f"REPLAY_S={time.perf_counter() - started:.6f}")
+"""
+
+
+def big_cassette(folder: Path, n: int) -> Path:
+    interactions, questions = [], []
+    for i in range(n):
+        stream = i % 4 == 3
+        question = f"Question {i}: what does the model say about topic {i % 37}?"
+        body = stream_body(i) if stream else json.dumps(completion(i))
+        interactions.append(interaction(question, body, stream))
+        questions.append((question, stream))
+    path = folder / "cassettes" / "big.yaml"
+    write_cassette(path, interactions)
+    (folder / "questions.json").write_text(json.dumps(questions))
+    (folder / "test_big.py").write_text(textwrap.dedent(REPLAY_ALL))
+    return path
+
+
+def p3(reps: int) -> dict[str, float]:
+    import yaml
+
+    from pytest_llmops.cassettes import storage
+
+    big = workdir("p3-2000")
+    small = workdir("p3-200")
+    path = big_cassette(big, 2000)
+    big_cassette(small, 200)
+    text = path.read_text()
+    load, bare = [], []
+    for _ in range(max(reps, 3)):
+        started = time.perf_counter()
+        yaml.load(text, Loader=yaml.CSafeLoader)
+        bare.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        storage.load(path)
+        load.append(time.perf_counter() - started)
+
+    def replay(folder: Path) -> float:
+        import subprocess
+
+        out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "-p",
+                              "no:recording"], cwd=folder, capture_output=True, text=True)
+        line = next((x for x in out.stdout.splitlines() if "REPLAY_S=" in x), None)
+        if line is None:
+            raise SystemExit(out.stdout[-3000:])
+        return float(line.split("REPLAY_S=")[1].split()[0])
+
+    times = alternate({"2000": lambda: replay(big), "200": lambda: replay(small)}, reps)
+    return {
+        "load_s": statistics.median(load), "bare_parse_s": statistics.median(bare),
+        "load_ratio": statistics.median(load) / statistics.median(bare),
+        "replay_2000_s": times["2000"], "replay_200_s": times["200"], "replay_ratio": times["2000"] / times["200"],
+        "size_mb": len(text) / 1e6,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reps", type=int, default=3, help="alternating repetitions (median taken), >= 3")
+    parser.add_argument("--only", choices=["p1", "p2", "p3"], action="append")
+    args = parser.parse_args()
+    reps = max(3, args.reps)
+    only = set(args.only or ["p1", "p2", "p3"])
+    print(f"machine: {machine()}")
+    rows = []
+    if "p1" in only:
+        r = p1(reps)
+        rows.append(("P1 collect 500 tests: plugin / -p no:llmops", f"{r['ratio']:.3f}x", "<= 1.05x",
+                     f"{r['plugin_s']:.3f} s vs {r['baseline_s']:.3f} s"))
+    if "p2" in only:
+        r = p2(reps)
+        rows.append(("P2 replayed call per test: plugin / pytest-recording", f"{r['vs_recording']:.2f}x", "<= 1.0x",
+                     f"{r['plugin_ms']:.2f} ms vs {r['recording_ms']:.2f} ms"))
+        rows.append(("P2 replayed call per test: plugin / MockTransport floor", f"{r['vs_floor']:.2f}x", "<= 2x",
+                     f"{r['plugin_ms']:.2f} ms vs {r['floor_ms']:.2f} ms"))
+    if "p3" in only:
+        r = p3(reps)
+        rows.append(("P3 load 2,000 interactions / bare CSafeLoader parse", f"{r['load_ratio']:.2f}x", "<= 1.5x",
+                     f"{r['load_s']:.3f} s vs {r['bare_parse_s']:.3f} s ({r['size_mb']:.1f} MB)"))
+        rows.append(("P3 replay 2,000 / replay 200", f"{r['replay_ratio']:.2f}x", "<= 12x",
+                     f"{r['replay_2000_s']:.3f} s vs {r['replay_200_s']:.3f} s"))
+    width = max(len(r[0]) for r in rows)
+    print(f"{'measure':<{width}}  {'ratio':>8}  {'target':>8}  detail")
+    for name, ratio, target, detail in rows:
+        print(f"{name:<{width}}  {ratio:>8}  {target:>8}  {detail}")
+
+
+if __name__ == "__main__":
+    main()

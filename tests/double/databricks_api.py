@@ -1,0 +1,433 @@
+"""The Databricks REST API on the lab double: workspace discovery, SCIM Me, clusters.
+
+The command execution API (1.2) lives in ``databricks_commands.py``; both register here.
+
+Errors use the platform shape ``{"error_code", "message"}`` with the statuses the real
+workspace sends. Notably ``clusters/get`` for an unknown (or permanently deleted) cluster
+answers **400 INVALID_PARAMETER_VALUE "Cluster ... does not exist"**, as real workspaces do;
+databricks-sdk maps exactly that to ``ResourceDoesNotExist`` (a ``NotFound``) through an
+override in ``databricks/sdk/errors/overrides.py``.
+
+A cores-quota failure behaves like Azure: ``clusters/create`` succeeds, the cluster sits in
+PENDING while VMs are requested, then lands in TERMINATED with termination reason
+``AZURE_QUOTA_EXCEEDED_EXCEPTION``; the SDK's ``create(...).result()`` raises
+``OperationFailed`` carrying the state message.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from . import databricks_catalog as catalog
+from .databricks_commands import CommandExecution
+from .routing import Request, Response, json_response
+
+if TYPE_CHECKING:
+    from .server import LabDouble
+
+DEFAULT_TOKEN = "dapi-double"
+WORKSPACE_ID = "1234567890123456"
+ACCOUNT_ID = "8f5c2a4e-0d1b-4c3a-9e7f-6b2d1c0a9e8f"
+USER_NAME = "lab-user@example.com"
+PENDING_MESSAGE = "Finding instances for new nodes, acquiring more instances if necessary"
+
+
+def db_error(status: int, error_code: str, message: str) -> Response:
+    """A platform error response: ``{"error_code": ..., "message": ...}``."""
+    return json_response(status, {"error_code": error_code, "message": message})
+
+
+@dataclass
+class _Cluster:
+    info: dict[str, Any]
+    since: float  # server clock when the current state was entered
+    fail_with_quota: bool = False
+    permanently_deleted: bool = False
+
+
+class DatabricksDouble:
+    """State and knobs of the Databricks workspace (``double.databricks``).
+
+    Knobs: ``tokens`` (accepted PATs), ``transition_seconds`` (PENDING->RUNNING,
+    TERMINATING->TERMINATED, context Pending->Running; 0 = instant), ``fail_create_with_quota``,
+    ``region`` (in quota messages), ``command_env`` and ``command_timeout`` (see
+    ``databricks_commands``). ``advance_clock(seconds)`` moves the server clock forward.
+    Audits: ``clusters``, ``live_clusters()``, ``contexts``, ``live_contexts()``, ``commands``.
+    """
+
+    def __init__(self, double: LabDouble) -> None:
+        self.double = double
+        self.lock: threading.RLock = double.lock
+        self.commands_api = CommandExecution(self)
+        self.reset()
+
+    def reset(self) -> None:
+        """Restore the defaults; forget clusters, contexts and commands."""
+        self.commands_api.reset()
+        with self.lock:
+            self.tokens: set[str] = {DEFAULT_TOKEN}
+            self.workspace_id = WORKSPACE_ID
+            self.user_name = USER_NAME
+            self.region = "swedencentral"
+            self.transition_seconds = 0.2
+            self.fail_create_with_quota = False
+            self.command_env: dict[str, str] = {}
+            self.command_timeout = 120.0
+            self._clock_offset = 0.0
+            self._clusters: dict[str, _Cluster] = {}
+            self._sequence = 0
+
+    def close(self) -> None:
+        """Kill running commands and remove the contexts' working folders."""
+        self.commands_api.close()
+
+    # -- clock -------------------------------------------------------------------------------
+
+    def now(self) -> float:
+        """The server clock (monotonic seconds) that state transitions are measured on."""
+        return time.monotonic() + self._clock_offset
+
+    def epoch_ms(self) -> int:
+        """Wall-clock milliseconds for API timestamps, shifted like the server clock."""
+        return int((time.time() + self._clock_offset) * 1000)
+
+    def advance_clock(self, seconds: float) -> None:
+        """Move the server clock forward: pending transitions fire on the next poll."""
+        with self.lock:
+            self._clock_offset += seconds
+
+    # -- audits ------------------------------------------------------------------------------
+
+    @property
+    def clusters(self) -> dict[str, dict[str, Any]]:
+        """Every cluster ever created (id -> cluster JSON plus ``permanently_deleted``)."""
+        with self.lock:
+            result = {}
+            for cluster_id, cluster in self._clusters.items():
+                self._advance(cluster)
+                result[cluster_id] = {
+                    **copy.deepcopy(cluster.info),
+                    "permanently_deleted": cluster.permanently_deleted,
+                }
+            return result
+
+    def live_clusters(self) -> list[dict[str, Any]]:
+        """Clusters not permanently deleted (terminated ones included): what a sweep must find empty."""
+        return [c for c in self.clusters.values() if not c["permanently_deleted"]]
+
+    @property
+    def contexts(self) -> dict[str, dict[str, Any]]:
+        """Every execution context (id -> id, cluster_id, language, status, destroyed)."""
+        return self.commands_api.contexts()
+
+    def live_contexts(self) -> list[dict[str, Any]]:
+        """Contexts not destroyed through the API."""
+        return [c for c in self.contexts.values() if not c["destroyed"]]
+
+    @property
+    def commands(self) -> dict[str, dict[str, Any]]:
+        """Every command (id -> command, status, results, stdout, stderr, returncode)."""
+        return self.commands_api.commands()
+
+    def cluster_state(self, cluster_id: str) -> str | None:
+        """The current state of a live cluster, or None (unknown or permanently deleted)."""
+        with self.lock:
+            cluster = self._clusters.get(cluster_id)
+            if cluster is None or cluster.permanently_deleted:
+                return None
+            self._advance(cluster)
+            return str(cluster.info["state"])
+
+    # -- auth and plumbing -------------------------------------------------------------------
+
+    def authed(self, handler: Callable[[Request], Response]) -> Callable[[Request], Response]:
+        """Wrap a handler with the PAT check and the workspace's response headers."""
+
+        def wrapped(request: Request) -> Response:
+            scheme, _, token = request.headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not token:
+                message = "Credential was not sent or was of an unsupported type for this API."
+                response = db_error(401, "401", message)
+            elif token not in self.tokens:
+                response = db_error(403, "403", "Invalid access token.")
+            else:
+                response = handler(request)
+            response.headers.setdefault("x-databricks-org-id", self.workspace_id)
+            return response
+
+        return wrapped
+
+    def well_known(self, request: Request) -> Response:
+        """Host metadata; unauthenticated, as on a real workspace."""
+        return json_response(
+            200,
+            {
+                "oidc_endpoint": f"{self.double.url}/oidc",
+                "account_id": ACCOUNT_ID,
+                "workspace_id": self.workspace_id,
+                "cloud": "azure",
+            },
+        )
+
+    def me(self, request: Request) -> Response:
+        """SCIM ``Me``: the lab user."""
+        return json_response(
+            200,
+            {
+                "schemas": [
+                    "urn:ietf:params:scim:schemas:core:2.0:User",
+                    "urn:ietf:params:scim:schemas:extension:workspace:2.0:User",
+                ],
+                "id": "4242424242424242",
+                "userName": self.user_name,
+                "displayName": "Lab User",
+                "name": {"givenName": "Lab", "familyName": "User"},
+                "active": True,
+                "emails": [{"type": "work", "value": self.user_name, "primary": True}],
+                "groups": [{"display": "admins", "type": "direct", "value": "1111111111111111"}],
+                "entitlements": [{"value": "allow-cluster-create"}, {"value": "workspace-access"}],
+            },
+        )
+
+    # -- clusters ----------------------------------------------------------------------------
+
+    def _advance(self, cluster: _Cluster) -> None:
+        """Apply the transition that is due (caller holds the lock)."""
+        info = cluster.info
+        if self.now() - cluster.since < self.transition_seconds:
+            return
+        state = info["state"]
+        if state in ("PENDING", "RESTARTING"):
+            if cluster.fail_with_quota:
+                self._terminate(cluster, self._quota_reason(info))
+            else:
+                self._run(cluster)
+        elif state == "TERMINATING":
+            reason = {"code": "USER_REQUEST", "type": "SUCCESS", "parameters": {"username": self.user_name}}
+            self._terminate(cluster, reason)
+
+    def _set_state(self, cluster: _Cluster, state: str, message: str = "") -> None:
+        cluster.info["state"] = state
+        cluster.info["state_message"] = message
+        cluster.since = self.now()
+
+    def _run(self, cluster: _Cluster) -> None:
+        info = cluster.info
+        seed = int(hashlib.sha256(info["cluster_id"].encode()).hexdigest()[:12], 16)
+        now_ms = self.epoch_ms()
+
+        def node(n: int) -> dict[str, Any]:
+            digest = hashlib.sha256(f"{info['cluster_id']}/{n}".encode()).hexdigest()
+            return {
+                "host_private_ip": f"10.139.0.{4 + n}",
+                "instance_id": digest[:32],
+                "node_id": digest[32:64],
+                "private_ip": f"10.139.64.{4 + n}",
+                "start_timestamp": now_ms,
+            }
+
+        info["driver"] = node(0)
+        info["executors"] = [node(i + 1) for i in range(int(info.get("num_workers") or 0))]
+        info["spark_context_id"] = seed
+        info["last_restarted_time"] = now_ms
+        info.pop("termination_reason", None)
+        info.pop("terminated_time", None)
+        self._set_state(cluster, "RUNNING")
+
+    def _terminate(self, cluster: _Cluster, reason: dict[str, Any]) -> None:
+        info = cluster.info
+        for key in ("driver", "executors", "spark_context_id"):
+            info.pop(key, None)
+        info["termination_reason"] = reason
+        info["terminated_time"] = self.epoch_ms()
+        message = ""
+        if reason["code"] == "AZURE_QUOTA_EXCEEDED_EXCEPTION":
+            message = "Azure Quota Exceeded Exception: " + reason["parameters"]["azure_error_message"]
+        self._set_state(cluster, "TERMINATED", message)
+
+    def _quota_reason(self, info: dict[str, Any]) -> dict[str, Any]:
+        node = catalog.NODE_TYPES_BY_ID[info["node_type_id"]]
+        cores = int(node["num_cores"]) * (1 + int(info.get("num_workers") or 0))
+        message = (
+            f"Operation could not be completed as it results in exceeding approved "
+            f"{catalog.quota_family(info['node_type_id'])} Cores quota. Additional details - Deployment "
+            f"Model: Resource Manager, Location: {self.region}, Current Limit: 0, Current Usage: 0, "
+            f"Additional Required: {cores}, (Minimum) New Limit Required: {cores}. Submit a request for "
+            "Quota increase at https://aka.ms/ProdportalCRP by specifying parameters listed in the "
+            "'Details' section for deployment to succeed. Please read more about quota limits at "
+            "https://docs.microsoft.com/en-us/azure/azure-supportability/per-vm-quota-requests."
+        )
+        return {
+            "code": "AZURE_QUOTA_EXCEEDED_EXCEPTION",
+            "type": "CLIENT_ERROR",
+            "parameters": {"azure_error_code": "QuotaExceeded", "azure_error_message": message},
+        }
+
+    def _find(self, cluster_id: Any) -> _Cluster | Response:
+        if not cluster_id:
+            return db_error(400, "INVALID_PARAMETER_VALUE", "Missing required field: cluster_id")
+        cluster = self._clusters.get(str(cluster_id))
+        if cluster is None or cluster.permanently_deleted:
+            return db_error(400, "INVALID_PARAMETER_VALUE", f"Cluster {cluster_id} does not exist")
+        self._advance(cluster)
+        return cluster
+
+    def create_cluster(self, request: Request) -> Response:
+        """``POST clusters/create``: validate, then PENDING."""
+        body = request.json()
+        spark_version = body.get("spark_version")
+        node_type_id = body.get("node_type_id")
+        if not spark_version:
+            return db_error(400, "INVALID_PARAMETER_VALUE", "Missing required field: spark_version")
+        if spark_version not in catalog.SPARK_VERSION_KEYS:
+            return db_error(400, "INVALID_PARAMETER_VALUE", f"Invalid spark version {spark_version}.")
+        if not node_type_id:
+            return db_error(400, "INVALID_PARAMETER_VALUE", "Missing required field: node_type_id")
+        if node_type_id not in catalog.NODE_TYPES_BY_ID:
+            return db_error(400, "INVALID_PARAMETER_VALUE", f"Node type {node_type_id} is not supported.")
+        with self.lock:
+            self._sequence += 1
+            cluster_id = f"0101-000000-lab{self._sequence:05d}"
+            info = self._new_cluster_info(cluster_id, body)
+            cluster = _Cluster(info, self.now(), fail_with_quota=self.fail_create_with_quota)
+            self._clusters[cluster_id] = cluster
+        return json_response(200, {"cluster_id": cluster_id})
+
+    def _new_cluster_info(self, cluster_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        node = catalog.NODE_TYPES_BY_ID[body["node_type_id"]]
+        nodes = 1 + int(body.get("num_workers") or 0)
+        name = body.get("cluster_name", "")
+        spec = copy.deepcopy(body)
+        info: dict[str, Any] = {
+            **copy.deepcopy(body),
+            "cluster_id": cluster_id,
+            "cluster_name": name,
+            "driver_node_type_id": body.get("driver_node_type_id", body["node_type_id"]),
+            "num_workers": int(body.get("num_workers") or 0),
+            "autotermination_minutes": int(body.get("autotermination_minutes") or 0),
+            "azure_attributes": {
+                "availability": "ON_DEMAND_AZURE",
+                "first_on_demand": 1,
+                "spot_bid_max_price": -1,
+                **body.get("azure_attributes", {}),
+            },
+            "cluster_cores": node["num_cores"] * nodes,
+            "cluster_memory_mb": node["memory_mb"] * nodes,
+            "cluster_source": "API",
+            "creator_user_name": self.user_name,
+            "default_tags": {
+                "ClusterId": cluster_id,
+                "ClusterName": name,
+                "Creator": self.user_name,
+                "Vendor": "Databricks",
+            },
+            "disk_spec": {},
+            "enable_elastic_disk": True,
+            "enable_local_disk_encryption": False,
+            "init_scripts_safe_mode": False,
+            "jdbc_port": 10000,
+            "spark_conf": body.get("spark_conf", {}),
+            "start_time": self.epoch_ms(),
+            "last_state_loss_time": 0,
+            "state": "PENDING",
+            "state_message": PENDING_MESSAGE,
+            "spec": spec,
+        }
+        return info
+
+    def get_cluster(self, request: Request) -> Response:
+        """``GET clusters/get?cluster_id=``."""
+        with self.lock:
+            found = self._find(request.query.get("cluster_id"))
+            if isinstance(found, Response):
+                return found
+            return json_response(200, found.info)
+
+    def list_clusters(self, request: Request) -> Response:
+        """``GET clusters/list``: every cluster not permanently deleted, newest first."""
+        with self.lock:
+            live = [c for c in self._clusters.values() if not c.permanently_deleted]
+            for cluster in live:
+                self._advance(cluster)
+            infos = [c.info for c in reversed(live)]
+            return json_response(200, {"clusters": infos})
+
+    def start_cluster(self, request: Request) -> Response:
+        """``POST clusters/start``: TERMINATED -> PENDING; anything else is INVALID_STATE."""
+        with self.lock:
+            found = self._find(request.json().get("cluster_id"))
+            if isinstance(found, Response):
+                return found
+            state = found.info["state"]
+            if state != "TERMINATED":
+                message = f"Cluster {found.info['cluster_id']} is in unexpected state {state.title()}."
+                return db_error(400, "INVALID_STATE", message)
+            found.fail_with_quota = self.fail_create_with_quota
+            found.info["start_time"] = self.epoch_ms()
+            self._set_state(found, "PENDING", PENDING_MESSAGE)
+            return json_response(200, {})
+
+    def delete_cluster(self, request: Request) -> Response:
+        """``POST clusters/delete`` (terminate): -> TERMINATING; a no-op when already stopping."""
+        with self.lock:
+            found = self._find(request.json().get("cluster_id"))
+            if isinstance(found, Response):
+                return found
+            if found.info["state"] not in ("TERMINATING", "TERMINATED"):
+                self._set_state(found, "TERMINATING")
+            return json_response(200, {})
+
+    def permanent_delete_cluster(self, request: Request) -> Response:
+        """``POST clusters/permanent-delete``: gone from get and list (kept in the audit)."""
+        with self.lock:
+            found = self._find(request.json().get("cluster_id"))
+            if isinstance(found, Response):
+                return found
+            found.permanently_deleted = True
+            return json_response(200, {})
+
+    def spark_versions(self, request: Request) -> Response:
+        """``GET clusters/spark-versions``."""
+        return json_response(200, {"versions": catalog.SPARK_VERSIONS})
+
+    def node_types(self, request: Request) -> Response:
+        """``GET clusters/list-node-types``."""
+        return json_response(200, {"node_types": catalog.NODE_TYPES})
+
+
+def register(double: LabDouble) -> DatabricksDouble:
+    """Add the Databricks routes to ``double`` and return their state object."""
+    api = DatabricksDouble(double)
+    commands = api.commands_api
+    double.route("GET", r"/\.well-known/databricks-config", api.well_known)
+    routes: list[tuple[str, str, Callable[[Request], Response]]] = [
+        ("GET", r"/api/2\.0/preview/scim/v2/Me", api.me),
+        ("POST", r"/api/2\.[01]/clusters/create", api.create_cluster),
+        ("GET", r"/api/2\.[01]/clusters/get", api.get_cluster),
+        ("GET", r"/api/2\.[01]/clusters/list", api.list_clusters),
+        ("POST", r"/api/2\.[01]/clusters/start", api.start_cluster),
+        ("POST", r"/api/2\.[01]/clusters/delete", api.delete_cluster),
+        ("POST", r"/api/2\.[01]/clusters/permanent-delete", api.permanent_delete_cluster),
+        ("GET", r"/api/2\.[01]/clusters/spark-versions", api.spark_versions),
+        ("GET", r"/api/2\.[01]/clusters/list-node-types", api.node_types),
+        ("POST", r"/api/1\.2/contexts/create", commands.create_context),
+        ("GET", r"/api/1\.2/contexts/status", commands.context_status),
+        ("POST", r"/api/1\.2/contexts/destroy", commands.destroy_context),
+        ("POST", r"/api/1\.2/commands/execute", commands.execute),
+        ("GET", r"/api/1\.2/commands/status", commands.command_status),
+        ("POST", r"/api/1\.2/commands/cancel", commands.cancel),
+    ]
+    for method, pattern, handler in routes:
+        double.route(method, pattern, api.authed(handler))
+
+    def not_found(request: Request) -> Response:
+        return db_error(404, "ENDPOINT_NOT_FOUND", f"No API found for '{request.method} {request.path}'")
+
+    double.route("*", r"/api/.*", not_found)
+    return api
