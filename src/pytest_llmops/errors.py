@@ -52,3 +52,24 @@ class MissingCredential(LLMOpsError):
 
 class ProvisioningError(LLMOpsError):
     """A cloud resource could not be created, started or removed."""
+
+
+class QuotaExceeded(ProvisioningError):
+    """A cloud resource could not start for lack of regional quota (CPU cores, ...)."""
+
+
+class RemoteCommandError(LLMOpsError):
+    """Python code run on a Databricks cluster raised; the message holds the remote traceback."""
+
+    def __init__(self, message: str, *, summary: str = "", remote_traceback: str = "") -> None:
+        self.summary = summary
+        self.remote_traceback = remote_traceback
+        super().__init__(message)
+
+
+class WorkspaceConfigError(LLMOpsError):
+    """The Databricks SDK refused the workspace configuration (a bad profile, host, ...)."""
+
+
+class SweepUnavailable(LLMOpsError):
+    """A sweeper cannot run: its cloud is not configured (the message says what to set)."""

@@ -70,7 +70,7 @@ class ReplayCredential:
 def _authentication_policy(credential: Any, scope: str) -> Any:
     from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy
 
-    class LoopbackAwareAuthentication(ARMChallengeAuthenticationPolicy):  # type: ignore[misc]
+    class LoopbackAwareAuthentication(ARMChallengeAuthenticationPolicy):
         """ARM's bearer policy, allowing plain http to loopback hosts only."""
 
         def on_request(self, request: Any) -> None:
@@ -90,18 +90,26 @@ def _client_kwargs(credential: Any, endpoint: str) -> dict[str, Any]:
     }
 
 
-def cognitive_client(credential: Any, subscription_id: str, endpoint: str) -> CognitiveServicesManagementClient:
+def cognitive_client(
+    credential: Any, subscription_id: str, endpoint: str
+) -> CognitiveServicesManagementClient:
     """A Cognitive Services (Azure OpenAI) management client."""
     from azure.mgmt.cognitiveservices import CognitiveServicesManagementClient
 
-    return CognitiveServicesManagementClient(credential, subscription_id, **_client_kwargs(credential, endpoint))
+    return CognitiveServicesManagementClient(
+        credential, subscription_id, **_client_kwargs(credential, endpoint)
+    )
 
 
-def databricks_client(credential: Any, subscription_id: str, endpoint: str) -> AzureDatabricksManagementClient:
+def databricks_client(
+    credential: Any, subscription_id: str, endpoint: str
+) -> AzureDatabricksManagementClient:
     """An Azure Databricks management client."""
     from azure.mgmt.databricks import AzureDatabricksManagementClient
 
-    return AzureDatabricksManagementClient(credential, subscription_id, **_client_kwargs(credential, endpoint))
+    return AzureDatabricksManagementClient(
+        credential, subscription_id, **_client_kwargs(credential, endpoint)
+    )
 
 
 def wait(poller: Any, timeout: float = LRO_TIMEOUT_S) -> Any:
@@ -120,7 +128,13 @@ def error_code(error: BaseException) -> str:
     return str(code or "")
 
 
-QUOTA_CODES = frozenset({"InsufficientQuota", "QuotaExceeded", "OperationNotAllowed"})
+def error_message(error: BaseException) -> str:
+    """The ARM error message (without azure-core's code prefix), else the first line."""
+    message = getattr(getattr(error, "error", None), "message", None)
+    if message:
+        return str(message)
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def is_quota_error(error: BaseException) -> bool:
