@@ -83,11 +83,31 @@ def validate(path: Path, data: object) -> None:
             raise CassetteError(path, f"interaction {number}'s response has no status.")
 
 
+_loaded: dict[Path, tuple[tuple[int, int], list[Interaction], dict[str, Any]]] = {}
+_LOADED_MAX = 256
+
+
 def load(path: Path) -> tuple[list[Interaction], dict[str, Any]]:
     """Load ``(interactions, metadata)`` from a cassette file, or raise :class:`CassetteError`.
 
-    A missing file raises ``FileNotFoundError``.
+    A missing file raises ``FileNotFoundError``. Files already loaded in this process and
+    unchanged since (same size and mtime) are not parsed again: many tests share one
+    cassette, and every xdist worker loads its own. Callers get a fresh list; the
+    interactions themselves are never modified (scrubbing works on copies).
     """
+    stat = path.stat()
+    stamp = (stat.st_mtime_ns, stat.st_size)
+    cached = _loaded.get(path)
+    if cached is not None and cached[0] == stamp:
+        return list(cached[1]), dict(cached[2])
+    interactions, metadata = _parse_file(path)
+    if len(_loaded) >= _LOADED_MAX:
+        _loaded.pop(next(iter(_loaded)))
+    _loaded[path] = (stamp, interactions, metadata)
+    return list(interactions), dict(metadata)
+
+
+def _parse_file(path: Path) -> tuple[list[Interaction], dict[str, Any]]:
     from vcr.request import Request
     from vcr.serializers.compat import convert_to_bytes
 
