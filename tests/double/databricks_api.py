@@ -57,7 +57,9 @@ class DatabricksDouble:
     Knobs: ``tokens`` (accepted PATs), ``transition_seconds`` (PENDING->RUNNING,
     TERMINATING->TERMINATED, context Pending->Running; 0 = instant), ``fail_create_with_quota``,
     ``region`` (in quota messages), ``command_env`` and ``command_timeout`` (see
-    ``databricks_commands``). ``advance_clock(seconds)`` moves the server clock forward.
+    ``databricks_commands``), ``throttle`` (path suffix -> how many of its next requests get
+    429 ``REQUEST_LIMIT_EXCEEDED`` with ``Retry-After: 1``). ``advance_clock(seconds)`` moves
+    the server clock forward.
     Audits: ``clusters``, ``live_clusters()``, ``contexts``, ``live_contexts()``, ``commands``.
     """
 
@@ -79,6 +81,7 @@ class DatabricksDouble:
             self.fail_create_with_quota = False
             self.command_env: dict[str, str] = {}
             self.command_timeout = 120.0
+            self.throttle: dict[str, int] = {}
             self._clock_offset = 0.0
             self._clusters: dict[str, _Cluster] = {}
             self._sequence = 0
@@ -156,12 +159,23 @@ class DatabricksDouble:
                 response = db_error(401, "401", message)
             elif token not in self.tokens:
                 response = db_error(403, "403", "Invalid access token.")
+            elif self._throttled(request.path):
+                response = db_error(429, "REQUEST_LIMIT_EXCEEDED", "Too many requests, retry later.")
+                response.headers["Retry-After"] = "1"
             else:
                 response = handler(request)
             response.headers.setdefault("x-databricks-org-id", self.workspace_id)
             return response
 
         return wrapped
+
+    def _throttled(self, path: str) -> bool:
+        with self.lock:
+            for suffix, count in self.throttle.items():
+                if path.endswith(suffix) and count > 0:
+                    self.throttle[suffix] = count - 1
+                    return True
+        return False
 
     def well_known(self, request: Request) -> Response:
         """Host metadata; unauthenticated, as on a real workspace."""
