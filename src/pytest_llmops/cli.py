@@ -65,6 +65,9 @@ def _domain_parsers() -> list[Callable[[argparse._SubParsersAction[argparse.Argu
     from pytest_llmops.monitoring.cli import add_parser as add_drift_parser
 
     parsers.append(add_drift_parser)
+    from pytest_llmops.sweep import add_parser as add_sweep_parser
+
+    parsers.append(add_sweep_parser)
     return parsers
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import zlib
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -182,8 +182,8 @@ def compare_features(
     """Compare already extracted features (what :func:`compare_traces` does after extraction)."""
     settings = settings or DriftSettings()
     specs = _selected_specs(settings)
-    common = _common_keys(baseline, current)
-    results = {spec.name: _compare_feature(spec, baseline, current, common, settings) for spec in specs}
+    paired = _paired_keys(baseline, current, settings)
+    results = {spec.name: _compare_feature(spec, baseline, current, paired, settings) for spec in specs}
     _benjamini_hochberg(list(results.values()), settings.alpha)
     warnings = []
     if not baseline or not current:
@@ -194,7 +194,7 @@ def compare_features(
         n_baseline=len(baseline),
         n_current=len(current),
         alpha=settings.alpha,
-        paired_prompts=len(common) if _pairing_allowed(baseline, current, common, settings) else 0,
+        paired_prompts=len(paired),
         features=results,
         warnings=warnings,
         settings=settings,
@@ -225,16 +225,20 @@ def _compare_feature(
     spec: FeatureSpec,
     baseline: Sequence[TraceFeatures],
     current: Sequence[TraceFeatures],
-    common: set[str],
+    paired: set[str],
     settings: DriftSettings,
 ) -> FeatureDrift:
     seed = settings.seed + zlib.crc32(spec.name.encode())
     if spec.kind in ("count", "continuous"):
         base_values = _present(baseline, spec.name)
         cur_values = _present(current, spec.name)
-        pairs = _pairs(baseline, current, spec.name, common, settings)
+        pairs = _pairs(baseline, current, spec.name, paired, settings) if paired else None
         result = stats.numeric_test(
-            base_values, cur_values, kind=spec.kind, alpha=settings.alpha, pairs=pairs  # type: ignore[arg-type]
+            base_values,
+            cur_values,
+            kind=spec.kind,
+            alpha=settings.alpha,
+            pairs=pairs,
         )
     elif spec.kind == "categorical":
         base_values = _present(baseline, spec.name)
@@ -245,14 +249,25 @@ def _compare_feature(
         cur_values = [bool(getattr(trace, spec.name)) for trace in current]
         result = stats.proportion_test(base_values, cur_values, alpha=settings.alpha)
     else:
-        base_values = [text for text in (getattr(t, spec.name) for t in baseline) if text]
-        cur_values = [text for text in (getattr(t, spec.name) for t in current) if text]
+        base_traces = [t for t in baseline if getattr(t, spec.name)]
+        cur_traces = [t for t in current if getattr(t, spec.name)]
+        base_values = [getattr(t, spec.name) for t in base_traces]
+        cur_values = [getattr(t, spec.name) for t in cur_traces]
+        blocks = None
+        if paired and spec.name != "prompt_text":
+            # Answers to one prompt resemble each other: swap sides only within a prompt. Every
+            # prompt is its own block (one seen on one side only simply cannot move); never pool
+            # the unmatched prompts into one block, that block's make-up depends on the sides.
+            keys = sorted({t.key or "" for t in [*base_traces, *cur_traces]})
+            index = {key: i for i, key in enumerate(keys)}
+            blocks = [index[t.key or ""] for t in [*base_traces, *cur_traces]]
         result = stats.profile_test(
             ngram_profiles(base_values, settings.ngram, settings.ngram_dim),
             ngram_profiles(cur_values, settings.ngram, settings.ngram_dim),
             alpha=settings.alpha,
             permutations=settings.permutations,
             seed=seed,
+            blocks=blocks,
         )
     return FeatureDrift(
         name=spec.name,
@@ -298,41 +313,46 @@ def _present(traces: Sequence[TraceFeatures], name: str) -> list[Any]:
     return [value for value in (getattr(trace, name) for trace in traces) if value is not None]
 
 
-def _common_keys(baseline: Sequence[TraceFeatures], current: Sequence[TraceFeatures]) -> set[str]:
-    return {t.key for t in baseline if t.key} & {t.key for t in current if t.key}
+def _paired_keys(
+    baseline: Sequence[TraceFeatures], current: Sequence[TraceFeatures], settings: DriftSettings
+) -> set[str]:
+    """Prompts to pair on, or none: a suite run twice asks the same prompts as often on each side.
 
-
-def _pairing_allowed(
-    baseline: Sequence[TraceFeatures],
-    current: Sequence[TraceFeatures],
-    common: set[str],
-    settings: DriftSettings,
-) -> bool:
-    if settings.pairing == "off" or len(common) < settings.min_pairs:
-        return False
-    covered_base = sum(1 for t in baseline if t.key in common)
-    covered_cur = sum(1 for t in current if t.key in common)
-    return covered_base >= len(baseline) / 2 and covered_cur >= len(current) / 2
+    Pairing needs at least ``min_pairs`` prompts asked equally often on both sides, covering at
+    least half of each side's traces. Traffic that merely repeats popular prompts does not pair.
+    """
+    if settings.pairing == "off":
+        return set()
+    base_counts = Counter(t.key for t in baseline if t.key)
+    cur_counts = Counter(t.key for t in current if t.key)
+    keys = {key for key, count in base_counts.items() if cur_counts.get(key) == count}
+    covered_base = sum(base_counts[key] for key in keys)
+    covered_cur = sum(cur_counts[key] for key in keys)
+    if len(keys) < settings.min_pairs or covered_base < len(baseline) / 2 or covered_cur < len(current) / 2:
+        return set()
+    return {key for key in keys if key is not None}
 
 
 def _pairs(
     baseline: Sequence[TraceFeatures],
     current: Sequence[TraceFeatures],
     name: str,
-    common: set[str],
+    paired: set[str],
     settings: DriftSettings,
 ) -> list[tuple[list[float], list[float]]] | None:
-    """Per prompt in common: (baseline values, current values), or None when not paired."""
-    if not _pairing_allowed(baseline, current, common, settings):
-        return None
+    """Per paired prompt: (baseline values, current values), or None when too few pairs remain.
+
+    Only prompts with as many values on each side: the difference of two means of equally many
+    exchangeable values is symmetric about 0, which the signed-rank test needs.
+    """
     base: dict[str, list[float]] = defaultdict(list)
     cur: dict[str, list[float]] = defaultdict(list)
     for traces, into in ((baseline, base), (current, cur)):
         for trace in traces:
             value = getattr(trace, name)
-            if trace.key in common and value is not None:
+            if trace.key in paired and value is not None:
                 into[trace.key].append(float(value))
-    pairs = [(base[key], cur[key]) for key in sorted(common) if base[key] and cur[key]]
+    pairs = [(base[key], cur[key]) for key in sorted(paired) if base[key] and len(base[key]) == len(cur[key])]
     return pairs if len(pairs) >= settings.min_pairs else None
 
 

@@ -25,19 +25,21 @@ Choices (see docs/monitoring.md for the reasoning):
 Supplementary numeric statistics (never used for the decision): KS and Mann-Whitney
 p-values, the Wasserstein distance normalised by the baseline's standard deviation, and the
 population stability index (PSI) with the usual bands (< 0.1 stable, < 0.25 moderate, else
-major). PSI over 10 bins is biased upwards by about 9 * (1/n + 1/m) under no drift, so at 50
-traces per side it reads "moderate" by chance alone; ``details["psi_null"]`` gives that level.
+major). PSI over 10 bins is biased upwards by at least 9 * (1/n + 1/m) under no drift (more
+with empty bins), so at 50 traces per side it reads "moderate" or "major" by chance alone;
+``details["psi_null"]`` gives that lower bound.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
-from scipy import stats
+from scipy import sparse, stats
 
 from pytest_llmops.monitoring.text import FloatArray, js_distance
 
@@ -73,7 +75,7 @@ def detectable_effect(n: int, m: int, alpha: float) -> float:
     """Standardised effect detectable with 80 % power (normal approximation, two-sided)."""
     if n <= 0 or m <= 0:
         return math.inf
-    return (stats.norm.ppf(1 - alpha / 2) + POWER_Z) * math.sqrt(1 / n + 1 / m)
+    return float(stats.norm.ppf(1 - alpha / 2) + POWER_Z) * math.sqrt(1 / n + 1 / m)
 
 
 def size_warning(n: int, m: int, alpha: float, *, p_min: float | None = None, what: str = "") -> str | None:
@@ -120,7 +122,8 @@ def numeric_test(
         p_value = _float(details["mwu_p"])
         r = _float(details["rank_biserial"])
         warning = size_warning(n, m, alpha)
-        return TestResult("Mann-Whitney U", p_value, details["mwu_u"], r, "rank-biserial r", details, warning)
+        u = _float(details["mwu_u"])
+        return TestResult("Mann-Whitney U", p_value, u, r, "rank-biserial r", details, warning)
     warning = size_warning(n, m, alpha)
     d = _float(details["ks_d"])
     return TestResult("Kolmogorov-Smirnov", _float(details["ks_p"]), d, d, "KS D", details, warning)
@@ -129,7 +132,9 @@ def numeric_test(
 def numeric_details(base: FloatArray, cur: FloatArray) -> dict[str, Detail]:
     """Supplementary statistics of a numeric feature (reported, not used for the decision)."""
     n, m = base.size, cur.size
-    ks = stats.ks_2samp(cur, base)
+    with warnings.catch_warnings():  # "exact calculation unsuccessful, switching to asymp" is fine here
+        warnings.simplefilter("ignore", RuntimeWarning)
+        ks = stats.ks_2samp(cur, base)
     mwu = stats.mannwhitneyu(cur, base, alternative="two-sided")
     u = float(mwu.statistic)
     scale = float(np.std(base, ddof=1)) or float(np.std(np.concatenate([base, cur]), ddof=1))
@@ -180,19 +185,39 @@ def _wilcoxon_pairs(
             f"only {k} prompts in common: only large shifts (about {effect:.1f} standard deviations "
             "of the per-prompt change or more) are detectable with 80 % power"
         )
-    if nonzero.size == 0:
-        return TestResult("Wilcoxon signed-rank (paired by prompt)", 1.0, 0.0, 0.0, "rank-biserial r",
-                          details, warning)
-    result = stats.wilcoxon(diffs, zero_method="wilcox")
+    if nonzero.size == 0:  # every prompt gave the same values on both sides: nothing to test
+        return TestResult("none (identical per prompt)", None, None, 0.0, "rank-biserial r", details)
     return TestResult(
         "Wilcoxon signed-rank (paired by prompt)",
-        _nan_to_one(float(result.pvalue)),
-        float(result.statistic),
+        signed_rank_p(nonzero),
+        positive,
         r,
         "rank-biserial r",
         details,
         warning,
     )
+
+
+def signed_rank_p(differences: FloatArray) -> float:
+    """Two-sided p-value of the Wilcoxon signed-rank test on non-zero differences.
+
+    Exact (all 2^k sign flips, ties kept as average ranks) up to 16 differences; above, scipy's
+    exact distribution without ties, else its normal approximation with tie correction.
+    (scipy's own choice for small samples with ties is a resampling test, ~1 s per call.)
+    """
+    k = differences.size
+    if k == 0:
+        return 1.0
+    ranks = stats.rankdata(np.abs(differences))
+    if k <= 16:
+        signs = (np.arange(2**k)[:, None] >> np.arange(k)) & 1
+        null = signs @ ranks
+        centre = ranks.sum() / 2
+        observed = abs(float(ranks[differences > 0].sum()) - centre)
+        return float(np.mean(np.abs(null - centre) >= observed - 1e-9))
+    ties = np.unique(ranks).size < k
+    result = stats.wilcoxon(differences, method="approx" if ties else "exact")
+    return _nan_to_one(float(result.pvalue))
 
 
 def psi(base: FloatArray, cur: FloatArray, bins: int = 10) -> tuple[float, int]:
@@ -238,15 +263,17 @@ def categorical_test(
     details["cramers_v"] = cramers_v
     warning = size_warning(n, m, alpha)
     if expected.min() >= 5:
-        return TestResult("chi-square", float(chi2.pvalue), float(chi2.statistic), js, "JS distance",
-                          details, warning)
+        return TestResult(
+            "chi-square", float(chi2.pvalue), float(chi2.statistic), js, "JS distance", details, warning
+        )
     if table.shape == (2, 2):
         fisher = stats.fisher_exact(table)
         return TestResult("Fisher exact", float(fisher.pvalue), None, js, "JS distance", details, warning)
     method = stats.MonteCarloMethod(n_resamples=4999, rng=np.random.default_rng(seed))
     fisher = stats.fisher_exact(table, method=method)
-    return TestResult("Fisher exact (Monte Carlo)", float(fisher.pvalue), None, js, "JS distance",
-                      details, warning)
+    return TestResult(
+        "Fisher exact (Monte Carlo)", float(fisher.pvalue), None, js, "JS distance", details, warning
+    )
 
 
 def proportion_test(baseline: Sequence[bool], current: Sequence[bool], *, alpha: float) -> TestResult:
@@ -258,7 +285,11 @@ def proportion_test(baseline: Sequence[bool], current: Sequence[bool], *, alpha:
     p1, p2 = x / n, y / m
     h = 2 * math.asin(math.sqrt(p2)) - 2 * math.asin(math.sqrt(p1))
     details: dict[str, Detail] = {
-        "n_baseline": n, "n_current": m, "rate_baseline": p1, "rate_current": p2, "difference": p2 - p1,
+        "n_baseline": n,
+        "n_current": m,
+        "rate_baseline": p1,
+        "rate_current": p2,
+        "difference": p2 - p1,
     }
     if x + y in (0, n + m):
         return TestResult("none (constant)", None, None, 0.0, "Cohen's h", details)
@@ -276,27 +307,63 @@ def proportion_test(baseline: Sequence[bool], current: Sequence[bool], *, alpha:
 
 
 def profile_test(
-    baseline: FloatArray, current: FloatArray, *, alpha: float, permutations: int = 999, seed: int = 0
+    baseline: FloatArray,
+    current: FloatArray,
+    *,
+    alpha: float,
+    permutations: int = 999,
+    seed: int = 0,
+    blocks: Sequence[int] | None = None,
 ) -> TestResult:
-    """Permutation test of the JS distance between the mean n-gram profiles of two groups."""
+    """Permutation test of the JS distance between the mean n-gram profiles of two groups.
+
+    ``blocks`` (one id per row of baseline then current, e.g. the prompt) restricts the
+    permutations to swaps within a block: with the same prompts on both sides, answers to one
+    prompt resemble each other, and unrestricted permutations would make the test blind.
+    """
     n, m = baseline.shape[0], current.shape[0]
     if n < 2 or m < 2:
         return TestResult("none", None, None, None, "", warning=f"too few texts to test ({n} vs {m})")
     pooled = np.vstack([baseline, current])
+    pooled = pooled[:, pooled.sum(axis=0) > 0]  # empty buckets add nothing to JS; skip them
     if np.allclose(pooled, pooled[0]):
-        return TestResult("none (identical texts)", None, None, 0.0, "JS distance",
-                          {"n_baseline": n, "n_current": m})
+        return TestResult(
+            "none (identical texts)", None, None, 0.0, "JS distance", {"n_baseline": n, "n_current": m}
+        )
     observed = float(js_distance(baseline.mean(axis=0), current.mean(axis=0))[0])
+    block = np.zeros(n + m, dtype=np.int64) if blocks is None else np.asarray(blocks, dtype=np.int64)
+    # Rows sorted by block, then at random within it; the first k_b of block b go to baseline.
+    sorted_block = np.sort(block, kind="stable")
+    ids, starts, sizes = np.unique(sorted_block, return_index=True, return_counts=True)
+    in_baseline = np.bincount(np.searchsorted(ids, block[:n]), minlength=ids.size)
+    slot = np.searchsorted(ids, sorted_block)
+    goes_to_baseline = (np.arange(n + m) - starts[slot]) < in_baseline[slot]
     rng = np.random.default_rng(seed)
     total = pooled.sum(axis=0)
+    # Profiles are sparse (a text has a few hundred distinct n-grams): sparse x dense is ~10x faster.
+    sparse_transposed = sparse.csr_matrix(pooled.T)
     null = np.empty(permutations, dtype=np.float64)
     for start in range(0, permutations, 100):  # chunks bound the memory for large samples
         size = min(100, permutations - start)
-        order = np.argsort(rng.random((size, n + m)), axis=1)
+        order = np.lexsort((rng.random((size, n + m)), np.broadcast_to(block, (size, n + m))), axis=-1)
         assign = np.zeros((size, n + m), dtype=np.float64)
-        np.put_along_axis(assign, order[:, :n], 1.0, axis=1)
-        first_sum = assign @ pooled
+        np.put_along_axis(
+            assign, order, np.broadcast_to(goes_to_baseline, (size, n + m)).astype(np.float64), axis=1
+        )
+        first_sum = np.asarray(sparse_transposed @ assign.T).T
         null[start : start + size] = js_distance(first_sum / n, (total - first_sum) / m)
+    test = "permutation (n-gram JS)" if blocks is None else "permutation within prompts (n-gram JS)"
+    if np.ptp(null) < 1e-7 and abs(observed - float(null.mean())) < 1e-7:
+        # Every allowed permutation gives the observed value (e.g. the same prompt text on both
+        # sides of every pair): there is nothing to test.
+        return TestResult(
+            "none (identical per prompt)",
+            None,
+            None,
+            observed,
+            "JS distance",
+            {"n_baseline": n, "n_current": m},
+        )
     exceed = int(np.sum(null >= observed - 1e-12))
     p_value = (1 + exceed) / (permutations + 1)
     details: dict[str, Detail] = {
@@ -308,7 +375,15 @@ def profile_test(
     }
     p_min = max(1 / (permutations + 1), min_attainable_p(n, m))
     warning = size_warning(n, m, alpha, p_min=p_min)
-    return TestResult("permutation (n-gram JS)", p_value, observed, observed, "JS distance", details, warning)
+    if blocks is not None:
+        details["blocks"] = int(ids.size)
+        movable = int(np.sum(sizes[(in_baseline > 0) & (in_baseline < sizes)]))
+        details["traces_in_mixed_blocks"] = movable
+        if movable < 4:
+            warning = (
+                "answers cannot be swapped between sides within any prompt: the test cannot detect anything"
+            )
+    return TestResult(test, p_value, observed, observed, "JS distance", details, warning)
 
 
 def category_counts(values: Sequence[str]) -> Mapping[str, int]:
@@ -325,4 +400,3 @@ def _float(value: Detail) -> float:
 
 def _nan_to_one(value: float) -> float:
     return 1.0 if math.isnan(value) else value
-

@@ -29,13 +29,22 @@ _FILL: dict[str, tuple[str, ...]] = {
     "country": ("France", "Japan", "Kenya", "Peru", "Norway", "Canada", "Vietnam", "Egypt"),
     "language": ("French", "German", "Spanish", "Italian", "Japanese", "Swedish"),
     "phrase": ("Good morning", "Where is the station?", "The cluster is running", "Thank you very much"),
-    "concept": ("Delta Lake", "MLflow tracking", "vector search", "model drift", "Spark partitions",
-                "token budgets", "prompt injection"),
+    "concept": (
+        "Delta Lake",
+        "MLflow tracking",
+        "vector search",
+        "model drift",
+        "Spark partitions",
+        "token budgets",
+        "prompt injection",
+    ),
     "city": ("Paris", "Oslo", "Lima", "Nairobi", "Tokyo", "Zurich", "Stockholm"),
-    "ticket": ("The cluster fails to start with a quota error in East US 2.",
-               "My notebook cannot reach the OpenAI endpoint since this morning.",
-               "Billing shows two workspaces but I only created one.",
-               "Runs in the experiment have no traces after the upgrade."),
+    "ticket": (
+        "The cluster fails to start with a quota error in East US 2.",
+        "My notebook cannot reach the OpenAI endpoint since this morning.",
+        "Billing shows two workspaces but I only created one.",
+        "Runs in the experiment have no traces after the upgrade.",
+    ),
 }
 
 
@@ -49,32 +58,71 @@ class _Task:
 
 
 _TASKS: tuple[_Task, ...] = (
-    _Task("joke", "Tell me a joke about {animal}.", 40, (
-        "Why did the {animal} sit on the computer?", "To keep an eye on the mouse!",
-        "Because it wanted to be outstanding in its field.", "It had too many bad puns to share.",
-        "The punchline is that nobody expected it to fly.", "Everyone laughed, even the owl.")),
-    _Task("capital", "What is the capital of {country}? Answer in one sentence.", 14, (
-        "The capital of {country} is its largest administrative city.",
-        "It is the seat of the government and the main cultural centre.")),
-    _Task("summary", "Summarise this support ticket in three sentences: {ticket}", 85, (
-        "The customer reports a problem with their Azure resources.",
-        "The issue started after a recent change in the workspace.",
-        "The recommended next step is to check the regional quota.",
-        "Support should confirm the configuration and reply within a day.",
-        "No data loss has been reported so far.")),
-    _Task("translate", "Translate into {language}: '{phrase}'", 20, (
-        "Here is the translation into {language}.", "The phrase keeps its polite tone.",
-        "A literal rendering would sound unnatural.")),
-    _Task("explain", "Explain {concept} to a new data engineer.", 230, (
-        "{concept} is a building block of modern data platforms.",
-        "It keeps track of versions so that experiments can be reproduced.",
-        "In practice you configure it once per workspace and reuse it across jobs.",
-        "Monitoring it over time helps you notice regressions early.",
-        "A common pitfall is to mix environments without clear naming.",
-        "Start with a small example, then scale to the full pipeline.",
-        "The documentation has step-by-step guides for each cloud.")),
-    _Task("weather", "What's the weather in {city}? Use the weather tool.", 18, (
-        "I will look up the current weather in {city}.",), uses_tools=True),
+    _Task(
+        "joke",
+        "Tell me a joke about {animal}.",
+        40,
+        (
+            "Why did the {animal} sit on the computer?",
+            "To keep an eye on the mouse!",
+            "Because it wanted to be outstanding in its field.",
+            "It had too many bad puns to share.",
+            "The punchline is that nobody expected it to fly.",
+            "Everyone laughed, even the owl.",
+        ),
+    ),
+    _Task(
+        "capital",
+        "What is the capital of {country}? Answer in one sentence.",
+        14,
+        (
+            "The capital of {country} is its largest administrative city.",
+            "It is the seat of the government and the main cultural centre.",
+        ),
+    ),
+    _Task(
+        "summary",
+        "Summarise this support ticket in three sentences: {ticket}",
+        85,
+        (
+            "The customer reports a problem with their Azure resources.",
+            "The issue started after a recent change in the workspace.",
+            "The recommended next step is to check the regional quota.",
+            "Support should confirm the configuration and reply within a day.",
+            "No data loss has been reported so far.",
+        ),
+    ),
+    _Task(
+        "translate",
+        "Translate into {language}: '{phrase}'",
+        20,
+        (
+            "Here is the translation into {language}.",
+            "The phrase keeps its polite tone.",
+            "A literal rendering would sound unnatural.",
+        ),
+    ),
+    _Task(
+        "explain",
+        "Explain {concept} to a new data engineer.",
+        230,
+        (
+            "{concept} is a building block of modern data platforms.",
+            "It keeps track of versions so that experiments can be reproduced.",
+            "In practice you configure it once per workspace and reuse it across jobs.",
+            "Monitoring it over time helps you notice regressions early.",
+            "A common pitfall is to mix environments without clear naming.",
+            "Start with a small example, then scale to the full pipeline.",
+            "The documentation has step-by-step guides for each cloud.",
+        ),
+    ),
+    _Task(
+        "weather",
+        "What's the weather in {city}? Use the weather tool.",
+        18,
+        ("I will look up the current weather in {city}.",),
+        uses_tools=True,
+    ),
 )
 
 
@@ -116,17 +164,22 @@ class Generator:
     def traces(self, n: int, seed: int, shift: Shift = NO_SHIFT) -> list[dict[str, Any]]:
         """``n`` traces in flat-dict form, reproducible from ``seed``."""
         rng = np.random.default_rng(seed)
-        if self.mode == "suite":
-            prompts = self.suite(n)
-        else:
-            prompts = [self._prompt(rng) for _ in range(n)]
-        return [self._trace(task, prompt, typical, rng, shift, f"tr-{seed}-{i}")
-                for i, (task, prompt, typical) in enumerate(prompts)]
+        prompts = self.suite(n) if self.mode == "suite" else [self._prompt(rng) for _ in range(n)]
+        return [
+            self._trace(task, prompt, typical, rng, shift, f"tr-{seed}-{i}")
+            for i, (task, prompt, typical) in enumerate(prompts)
+        ]
 
     def suite(self, n: int) -> list[tuple[_Task, str, float]]:
         """The suite's first ``n`` prompts with their typical completion tokens (fixed by ``suite_seed``)."""
         rng = np.random.default_rng(self.suite_seed)
-        return [self._prompt(rng) for _ in range(n)]
+        prompts: dict[str, tuple[_Task, str, float]] = {}
+        while len(prompts) < n:  # a suite asks each question once; number repeats like test ids
+            task, prompt, typical = self._prompt(rng)
+            if prompt in prompts:
+                prompt = f"{prompt} (case {len(prompts)})"
+            prompts[prompt] = (task, prompt, typical)
+        return list(prompts.values())
 
     def _prompt(self, rng: np.random.Generator) -> tuple[_Task, str, float]:
         task = _TASKS[int(rng.integers(len(_TASKS)))]
@@ -141,7 +194,9 @@ class Generator:
         error_rate = self.error_rate if shift.error_rate is None else shift.error_rate
         model = shift.model or self.model
         base: dict[str, Any] = {
-            "trace_id": trace_id, "prompt": f"{SYSTEM_PROMPT}\n{prompt}", "model": model,
+            "trace_id": trace_id,
+            "prompt": f"{SYSTEM_PROMPT}\n{prompt}",
+            "model": model,
             "deployment": self.deployment,
         }
         if rng.random() < error_rate:
@@ -162,14 +217,21 @@ class Generator:
             finish = str(rng.choice(reasons, p=probabilities / probabilities.sum()))
             if completion_tokens >= MAX_TOKENS:
                 finish = "length"
-            text = "" if finish == "content_filter" else shift.preamble + _answer(task, prompt, completion_tokens, rng)
+            answer = _answer(task, prompt, completion_tokens, rng)
+            text = "" if finish == "content_filter" else shift.preamble + answer
         # latency: lognormal overhead plus a lognormal time per output token
         overhead = float(np.exp(rng.normal(math.log(350.0), 0.3)))
         per_token = float(np.exp(rng.normal(math.log(18.0), 0.15)))
         latency = (overhead + per_token * completion_tokens) * shift.latency_scale
         return dict(
-            base, error=False, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-            latency_ms=latency, finish_reason=finish, tool_calls=tool_calls, response=text,
+            base,
+            error=False,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            latency_ms=latency,
+            finish_reason=finish,
+            tool_calls=tool_calls,
+            response=text,
         )
 
 

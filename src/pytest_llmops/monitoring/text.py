@@ -8,12 +8,14 @@ mean profiles.
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
+from scipy.special import rel_entr
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -50,15 +52,8 @@ def js_distance(p: FloatArray, q: FloatArray) -> FloatArray:
     p = p / np.maximum(p.sum(axis=-1, keepdims=True), 1e-300)
     q = q / np.maximum(q.sum(axis=-1, keepdims=True), 1e-300)
     m = 0.5 * (p + q)
-
-    def kl(a: FloatArray, b: FloatArray) -> FloatArray:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            terms = np.where(a > 0, a * np.log2(np.where(a > 0, a, 1.0) / np.where(b > 0, b, 1.0)), 0.0)
-        result: FloatArray = terms.sum(axis=-1)
-        return result
-
-    divergence = np.clip(0.5 * kl(p, m) + 0.5 * kl(q, m), 0.0, 1.0)
-    distance: FloatArray = np.sqrt(divergence)
+    divergence = (rel_entr(p, m).sum(axis=-1) + rel_entr(q, m).sum(axis=-1)) / (2 * math.log(2))
+    distance: FloatArray = np.sqrt(np.clip(divergence, 0.0, 1.0))
     return distance
 
 
@@ -70,8 +65,8 @@ def top_ngram_shifts(
     For the report only (readable n-grams, not hashed buckets); each text weighs the same.
     """
 
-    def shares(texts: Sequence[str]) -> Counter[str]:
-        total: Counter[str] = Counter()
+    def shares(texts: Sequence[str]) -> dict[str, float]:
+        total: dict[str, float] = {}
         used = 0
         for text in texts:
             clean = normalise_text(text)
@@ -80,10 +75,10 @@ def top_ngram_shifts(
                 continue
             used += 1
             for gram, count in Counter(grams).items():
-                total[gram] += count / len(grams)
-        return Counter({gram: value / used for gram, value in total.items()}) if used else total
+                total[gram] = total.get(gram, 0.0) + count / len(grams)
+        return {gram: value / used for gram, value in total.items()}
 
     base, cur = shares(baseline), shares(current)
     grams = set(base) | set(cur)
-    ranked = sorted(grams, key=lambda gram: abs(cur[gram] - base[gram]), reverse=True)[:top]
-    return [(gram, base[gram], cur[gram]) for gram in ranked]
+    ranked = sorted(grams, key=lambda gram: abs(cur.get(gram, 0.0) - base.get(gram, 0.0)), reverse=True)
+    return [(gram, base.get(gram, 0.0), cur.get(gram, 0.0)) for gram in ranked[:top]]
