@@ -13,6 +13,7 @@ from pytest_llmops import settings as settings_mod
 from pytest_llmops.azure.fixtures import (  # noqa: F401 - fixtures
     _llmops_openai_clients,
     azure_credential,
+    azure_databricks_workspace,
     azure_openai_async_client,
     azure_openai_client,
     azure_openai_deployment,
@@ -25,7 +26,15 @@ from pytest_llmops.cassettes.fixtures import (  # noqa: F401 - fixtures
     llmops_recorder,
     reports_key,
 )
+from pytest_llmops.databricks.fixtures import (  # noqa: F401 - fixtures
+    databricks_cluster,
+    databricks_command,
+    databricks_workspace,
+)
 from pytest_llmops.errors import LLMOpsError, ReplayMiss
+from pytest_llmops.faults import llmops_faults  # noqa: F401 - fixtures
+from pytest_llmops.tracking import hooks as tracking_hooks
+from pytest_llmops.tracking.fixtures import llmops_run, llmops_traces, mlflow_experiment  # noqa: F401 - fixtures
 from pytest_llmops.validation import cassette_options, run_options
 
 _sealed_key = pytest.StashKey[bool]()
@@ -78,6 +87,36 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("llmops_cassette_dir", "folder of cassettes, relative to the rootdir", default="cassettes")
     parser.addini("llmops_tracking_uri", "MLflow tracking URI", default="")
     parser.addini("llmops_experiment", "MLflow experiment name", default="")
+    parser.addini(
+        "llmops_pacing", "pace the plugin's Azure OpenAI clients to the deployment's rate limit in live and "
+        "record modes (default true)", type="bool", default=True,
+    )
+    parser.addini(
+        "llmops_tokens_per_minute", "tokens per minute the plugin's clients may use per deployment, across "
+        "xdist workers (default: the deployment's capacity, else its x-ratelimit-limit-tokens header)",
+        default="",
+    )
+    parser.addini(
+        "llmops_requests_per_minute", "requests per minute per deployment (default: 6 per 1000 tokens per "
+        "minute of capacity, else the x-ratelimit-limit-requests header)",
+        default="",
+    )
+    parser.addini(
+        "llmops_rate_limit_window", "seconds of the rate-limit window (default 60; shorten it only "
+        "against a local double whose window is as short)",
+        default="",
+    )
+    parser.addini(
+        "llmops_max_429_retries", "times a request answered 429 is sent again after its Retry-After "
+        "before the test fails (default 6)",
+        default="",
+    )
+    parser.addini(
+        "llmops_databricks_node_type",
+        "node type of the cluster --llmops-provision creates (else DATABRICKS_NODE_TYPE, "
+        "else Standard_D4ds_v5)",
+        default="",
+    )
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -89,6 +128,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", marker)
     settings = settings_mod.from_config(config)
     config.stash[settings_mod.settings_key] = settings
+    tracking_hooks.register(config)  # MLflow runs per marked test; its hooks live on the object
     if settings.is_replay:
         from pytest_llmops.cassettes import network
 
@@ -195,4 +235,17 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     import shutil
 
     run_dir = settings_mod.get(config).rootdir / ".llmops" / "run" / llmops_session.session_id(config)
+    if settings_mod.get(config).network:
+        from pytest_llmops import pacing
+
+        pacing.collect_summary(config, run_dir)  # the workers' totals, before their files go
     shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    """Live and record runs: how long the plugin's clients waited for the rate limit, and
+    how many 429s they met."""
+    if settings_mod.settings_key in config.stash and settings_mod.get(config).network:
+        from pytest_llmops import pacing
+
+        pacing.write_summary(terminalreporter, config)

@@ -1,0 +1,231 @@
+"""What ``@pytest.mark.llmops`` costs per test: marked against unmarked tests in one session.
+
+Generates a throw-away project whose tests each replay one chat completion from their own
+cassette, in 2 x R alternating blocks of N tests (unmarked, marked, unmarked, marked, ...)
+of one pytest session, and times every test (setup, call and teardown) from a conftest
+hook. A marked block is timed until the tracking writer has flushed what it was handed,
+so nothing the block caused is left out. Comparing blocks of the same session cancels what
+both pay (imports, pytest, vcrpy, openai) and much of the noise of a shared machine; the
+median over the pairs is reported (the first pair also pays one-time costs: importing
+mlflow, creating and migrating the store; it is shown apart and left out when R >= 3).
+
+``--naive`` adds a second session, same shape, whose "marked" blocks use MLflow the
+obvious way instead of the plugin: around each test ``mlflow.openai.autolog()``,
+``mlflow.start_run(nested=True)``, one ``log_param``, one ``log_metric``, ``end_run`` and
+autolog off again, with MLflow's own synchronous trace export.
+
+    python benchmarks/bench_marker.py                     # 200 tests per block, 3 pairs
+    python benchmarks/bench_marker.py --tests 50 --repetitions 5 --naive --keep
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+URI = (
+    "https://resource.openai.azure.com/openai/deployments/gpt-4o/chat/completions"
+    "?api-version=2024-05-01-preview"
+)
+
+CONFTEST = '''
+import json, os, time
+import pytest
+
+TIMES = {}
+FLUSH = {}
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_protocol(item, nextitem):
+    start = time.perf_counter()
+    try:
+        return (yield)
+    finally:
+        block = item.callspec.params["block"]
+        last = nextitem is None or nextitem.callspec.params["block"] != block
+        if last and item.get_closest_marker("llmops"):
+            from pytest_llmops.tracking import hooks
+
+            flush_start = time.perf_counter()
+            hooks.get(item.config).flush()
+            FLUSH[block] = time.perf_counter() - flush_start
+        TIMES.setdefault(block, []).append(time.perf_counter() - start)
+
+
+def pytest_sessionfinish(session):
+    with open(os.environ["BENCH_OUT"], "w") as out:
+        json.dump({"times": TIMES, "flush": FLUSH}, out)
+'''
+
+NAIVE_CONFTEST = '''
+
+@pytest.fixture
+def naive_run(request):
+    """What a project writes without the plugin: a run around each test, autolog on for it."""
+    import mlflow
+
+    if not getattr(naive_run, "ready", False):
+        os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+        os.environ["MLFLOW_ENABLE_ASYNC_TRACE_LOGGING"] = "false"
+        mlflow.set_tracking_uri(f"sqlite:///{request.config.rootpath}/naive.db")
+        mlflow.set_experiment("naive")
+        naive_run.ready = True
+    mlflow.openai.autolog()
+    with mlflow.start_run(run_name=request.node.nodeid, nested=True):
+        mlflow.log_param("i", request.node.callspec.params["i"])
+        yield
+        mlflow.log_metric("done", 1)
+    mlflow.openai.autolog(disable=True)
+'''
+
+TESTS = """
+import pytest
+
+N = {n}
+
+
+def ask(client, i):
+    messages = [{{"role": "user", "content": f"Question {{i}}"}}]
+    reply = client.chat.completions.create(model="gpt-4o", messages=messages)
+    assert reply.choices[0].message.content == f"Answer {{i}}"
+"""
+
+BLOCK = """
+{mark}@pytest.mark.parametrize("block", [{block!r}])
+@pytest.mark.parametrize("i", range(N))
+def test_{name}(azure_openai_client, block, i{extra}):
+    ask(azure_openai_client, i)
+"""
+
+
+def completion(i: int) -> str:
+    return json.dumps({
+        "id": f"chatcmpl-{i}", "object": "chat.completion", "created": 1700000000,
+        "model": "gpt-4o-2024-05-13",
+        "choices": [{"index": 0, "finish_reason": "stop",
+                     "message": {"role": "assistant", "content": f"Answer {i}"}}],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17},
+    })
+
+
+def cassette(i: int) -> str:
+    import yaml
+
+    request = {"messages": [{"role": "user", "content": f"Question {i}"}], "model": "gpt-4o"}
+    return yaml.safe_dump({
+        "version": 1,
+        "interactions": [{
+            "request": {"method": "POST", "uri": URI, "body": json.dumps(request),
+                        "headers": {"content-type": ["application/json"]}},
+            "response": {"status": {"code": 200, "message": "OK"},
+                         "headers": {"content-type": ["application/json"]},
+                         "body": {"string": completion(i)}},
+        }],
+    })
+
+
+def build(root: Path, n: int, repetitions: int, naive: bool) -> list[str]:
+    """Write the project; returns the block names in run order."""
+    blocks = [f"{kind}-{r}" for r in range(repetitions) for kind in ("unmarked", "marked")]
+    (root / "conftest.py").write_text(CONFTEST + (NAIVE_CONFTEST if naive else ""))
+    # One test function per block, in block order, so that pytest runs the blocks in turn.
+    parts = [TESTS.format(n=n)]
+    for block in blocks:
+        marked = block.startswith("marked")
+        parts.append(BLOCK.format(
+            mark="@pytest.mark.llmops_cassette\n" if naive or not marked else "@pytest.mark.llmops\n",
+            block=block,
+            name=block.replace("-", "_"),
+            extra=", naive_run" if naive and marked else "",
+        ))
+    (root / "test_bench.py").write_text("".join(parts))
+    folder = root / "cassettes" / "test_bench"
+    folder.mkdir(parents=True, exist_ok=True)
+    text = {i: cassette(i) for i in range(n)}
+    for block in blocks:
+        name = block.replace("-", "_")
+        for i in range(n):
+            (folder / f"test_{name}-{i}-{block}.yaml").write_text(text[i])
+    return blocks
+
+
+def run_session(n: int, repetitions: int, naive: bool, keep: bool) -> tuple[dict[str, Any], list[str]] | None:
+    root = Path(tempfile.mkdtemp(prefix="llmops-bench-"))
+    try:
+        blocks = build(root, n, repetitions, naive)
+        out = root / "times.json"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMOPS_", "MLFLOW_", "AZURE_"))}
+        env["BENCH_OUT"] = str(out)
+        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(root)]
+        result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            print(result.stdout[-4000:], result.stderr[-4000:], sep="\n")
+            return None
+        return json.loads(out.read_text()), blocks
+    finally:
+        if keep:
+            print(f"project kept in {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def report(title: str, data: dict[str, Any], blocks: list[str], n: int) -> None:
+    times, flush = data["times"], data["flush"]
+    print(f"\n== {title}: {n} tests per block, each replaying one chat completion; ms per test")
+    print(f"{'block':<12} {'median':>8} {'mean':>8} {'total s':>8} {'flush ms':>9}")
+    for block in blocks:
+        values = [t * 1000 for t in times[block]]
+        print(
+            f"{block:<12} {statistics.median(values):>8.2f} {statistics.mean(values):>8.2f} "
+            f"{sum(values) / 1000:>8.2f} {flush.get(block, 0) * 1000:>9.1f}"
+        )
+    pairs = []
+    for r in range(len(blocks) // 2):
+        unmarked = [t * 1000 for t in times[f"unmarked-{r}"]]
+        marked = [t * 1000 for t in times[f"marked-{r}"]]
+        pairs.append((
+            (sum(marked) - sum(unmarked)) / n,  # flush included: it is timed inside the last test
+            statistics.median(marked) - statistics.median(unmarked),
+            sum(marked) / sum(unmarked),
+        ))
+    print("\npair   overhead/test (block totals)   median diff   ratio of totals")
+    for r, (total_diff, median_diff, ratio) in enumerate(pairs):
+        print(f"{r:<6} {total_diff:>29.2f} {median_diff:>13.2f} {ratio:>17.2f}")
+    steady = pairs[1:] if len(pairs) >= 3 else pairs
+    print(
+        f"overhead per marked test, median over pairs{' after the first' if len(pairs) >= 3 else ''}: "
+        f"{statistics.median(p[0] for p in steady):.2f} ms (block totals), "
+        f"{statistics.median(p[1] for p in steady):.2f} ms (median test), "
+        f"x{statistics.median(p[2] for p in steady):.2f}"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--tests", type=int, default=200, help="tests per block (default 200)")
+    parser.add_argument("--repetitions", type=int, default=3, help="pairs of blocks (default 3)")
+    parser.add_argument("--naive", action="store_true", help="also measure plain MLflow use, to compare")
+    parser.add_argument("--keep", action="store_true", help="keep the generated projects, print their paths")
+    args = parser.parse_args()
+    sessions = [("pytest-llmops", False)] + ([("naive MLflow", True)] if args.naive else [])
+    for title, naive in sessions:
+        outcome = run_session(args.tests, args.repetitions, naive, args.keep)
+        if outcome is None:
+            return 1
+        report(title, *outcome, args.tests)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

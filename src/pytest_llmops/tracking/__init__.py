@@ -1,0 +1,17 @@
+"""MLflow tracking for pytest: a run per marked test under one run per session, traces of
+every LLM call linked to the test's run, and a summary at the end.
+
+Importing this package is cheap: mlflow is imported only when a test asks for tracking
+(``@pytest.mark.llmops`` or one of the fixtures), never at plugin load.
+
+Modules:
+
+- ``store``: which tracking store, created and migrated once (file lock), the session's
+  experiments and parent runs;
+- ``runs``: the run of one test (start, outcome, params, metrics) and the lab-compatibility
+  shim that nests ``mlflow.start_run()`` under it;
+- ``traces``: ``mlflow.openai.autolog()`` for marked tests, trace capture and metrics;
+- ``writer``: how finished runs and traces are written (in batches, cheap orders);
+- ``summary``: the terminal table and the ``--llmops-report`` file;
+- ``fixtures`` and ``hooks``: the pytest side.
+"""

@@ -1,0 +1,114 @@
+"""Tracking fixtures: ``mlflow_experiment``, ``llmops_run`` and ``llmops_traces``.
+
+Nothing heavy at import: mlflow is imported when one of them is first used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, overload
+
+import pytest
+
+from pytest_llmops.tracking import hooks
+
+if TYPE_CHECKING:
+    from mlflow.entities import Experiment, Run, Trace
+
+
+@pytest.fixture(scope="session")
+def mlflow_experiment(pytestconfig: pytest.Config) -> Experiment:
+    """The session's MLflow experiment (``--llmops-experiment``, the ``llmops_experiment`` ini
+    option, else ``pytest-llmops``) in the session's tracking store, created if needed.
+
+    Example::
+
+        def test_experiment_has_our_runs(mlflow_experiment):
+            from mlflow import MlflowClient
+
+            runs = MlflowClient().search_runs([mlflow_experiment.experiment_id])
+    """
+    plugin = hooks.get(pytestconfig)
+    ref = plugin.store.experiment(plugin.default_experiment)
+    from pytest_llmops.tracking.store import quiet_mlflow
+
+    with quiet_mlflow():
+        return plugin.store.client().get_experiment(ref.experiment_id)
+
+
+@pytest.fixture
+def llmops_run(request: pytest.FixtureRequest) -> Iterator[Run]:
+    """The test's own MLflow run, active while the test runs (``mlflow.active_run()``).
+
+    ``@pytest.mark.llmops`` requests it for you; a test may also request it directly. The
+    run is named by the test id, nested under the session's run, and ends when the test does
+    with its outcome (tag ``llmops.outcome``), status (FAILED when the test fails or errors),
+    params, and metrics of the test's LLM calls. Anything the test logs goes into it; the
+    lab's ``with mlflow.start_run(): ...`` inside the test starts a run nested under it.
+
+    Example::
+
+        @pytest.mark.llmops(params={"temperature": 0})
+        def test_joke(azure_openai_client, llmops_run):
+            import mlflow
+
+            azure_openai_client.chat.completions.create(...)
+            mlflow.log_metric("joke_length", 42)  # logged to llmops_run
+            assert mlflow.active_run().info.run_id == llmops_run.info.run_id
+    """
+    with hooks.get(request.config).track(request.node) as run:
+        yield run
+
+
+class TestTraces(Sequence["Trace"]):
+    """The finished traces of one test so far, flushed to the store when used."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, plugin: hooks.TrackingPlugin, tracked: hooks.TrackedTest) -> None:
+        self._plugin = plugin
+        self._tracked = tracked
+
+    def __call__(self) -> list[Trace]:
+        """The traces recorded so far in this test, oldest first."""
+        self._plugin.flush_test(self._tracked.collector)
+        return list(self._tracked.collector.traces)
+
+    @overload
+    def __getitem__(self, index: int) -> Trace: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Trace]: ...
+
+    def __getitem__(self, index: Any) -> Any:
+        return self()[index]
+
+    def __len__(self) -> int:
+        return len(self())
+
+    def __repr__(self) -> str:
+        count = len(self._tracked.collector.traces)
+        return f"<llmops traces of run {self._tracked.run.info.run_id}: {count}>"
+
+
+@pytest.fixture
+def llmops_traces(request: pytest.FixtureRequest, llmops_run: Run) -> TestTraces:
+    """The MLflow traces recorded so far in this test (``mlflow.entities.Trace``, oldest first),
+    as they are written to the store: every trace whose root span has ended, none pending in
+    an export queue. Each use also flushes them to the store (with a tracking server they
+    are written when the test ends: MLflow's REST client would otherwise talk to the server
+    from inside the test's cassette). Index it, iterate it, take its ``len()``, or call it
+    for a list.
+
+    Every trace is linked to the test's run (metadata ``mlflow.sourceRun``: the test's run, or
+    a run the test's code nested in it) and tagged ``llmops.nodeid`` and ``llmops.run_id``.
+
+    Example::
+
+        @pytest.mark.llmops
+        def test_one_call(azure_openai_client, llmops_traces):
+            azure_openai_client.chat.completions.create(...)
+            assert len(llmops_traces) == 1
+            assert llmops_traces[0].info.token_usage["total_tokens"] > 0
+    """
+    return TestTraces(hooks.get(request.config), request.node.stash[hooks.tracked_key])

@@ -1,0 +1,169 @@
+"""The session summary: one row per marked test, totals, and how to open the store.
+
+Rows are built where the test ran and travel to the xdist controller on the test's teardown
+report (:data:`REPORT_ATTRIBUTE`, serialised by pytest with the report), so the controller,
+or the only process, renders the same table, JSON or Markdown either way.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+REPORT_ATTRIBUTE = "llmops_run"
+"""Name of the teardown report attribute that carries a :class:`TestRecord` as a dict."""
+
+
+@dataclass
+class TestRecord:
+    """What the summary shows of one marked test."""
+
+    __test__ = False  # not a pytest test class
+
+    nodeid: str
+    outcome: str
+    run_id: str
+    experiment: str
+    worker: str = "main"
+    duration_s: float = 0.0
+    llm_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    latency_ms_mean: float | None = None
+    latency_ms_max: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TestRecord:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class Summary:
+    """The tracking summary of a session."""
+
+    tracking_uri: str
+    ui_command: str
+    session_id: str
+    records: list[TestRecord] = field(default_factory=list)
+    parent_runs: list[dict[str, str]] = field(default_factory=list)
+    """``{"experiment", "experiment_id", "parent_run_id", "status"}`` per experiment used."""
+    errors: list[str] = field(default_factory=list)
+
+    def sorted_records(self) -> list[TestRecord]:
+        return sorted(self.records, key=lambda r: r.nodeid)
+
+    def totals(self) -> dict[str, Any]:
+        """Counts and sums over all rows; the mean latency is over all LLM calls."""
+        outcomes = Counter(r.outcome for r in self.records)
+        calls = sum(r.llm_calls for r in self.records)
+        weighted = sum((r.latency_ms_mean or 0.0) * r.llm_calls for r in self.records)
+        maxima = [r.latency_ms_max for r in self.records if r.latency_ms_max is not None]
+        return {
+            "tests": len(self.records),
+            "outcomes": dict(sorted(outcomes.items())),
+            "llm_calls": calls,
+            "prompt_tokens": sum(r.prompt_tokens for r in self.records),
+            "completion_tokens": sum(r.completion_tokens for r in self.records),
+            "total_tokens": sum(r.total_tokens for r in self.records),
+            "latency_ms_mean": weighted / calls if calls else None,
+            "latency_ms_max": max(maxima) if maxima else None,
+            "duration_s": sum(r.duration_s for r in self.records),
+        }
+
+    # -- renderings ------------------------------------------------------------------
+    def lines(self) -> list[str]:
+        """The terminal table, totals and the command that opens the store."""
+        header = f"{'outcome':<11} {'calls':>5} {'tokens':>8} {'mean ms':>9}  test"
+        lines = [header]
+        for record in self.sorted_records():
+            lines.append(
+                f"{record.outcome:<11} {record.llm_calls:>5} {record.total_tokens:>8} "
+                f"{_ms(record.latency_ms_mean):>9}  {record.nodeid}"
+            )
+        totals = self.totals()
+        outcomes = ", ".join(f"{n} {name}" for name, n in totals["outcomes"].items())
+        lines.append(
+            f"{'total':<11} {totals['llm_calls']:>5} {totals['total_tokens']:>8} "
+            f"{_ms(totals['latency_ms_mean']):>9}  {totals['tests']} tests ({outcomes}); tokens: "
+            f"{totals['prompt_tokens']} prompt + {totals['completion_tokens']} completion"
+        )
+        for parent in self.parent_runs:
+            lines.append(
+                f"experiment {parent['experiment']!r} (id {parent['experiment_id']}), "
+                f"session run {parent['parent_run_id']} ({parent.get('status', 'RUNNING')})"
+            )
+        lines.append(f"tracking store: {self.tracking_uri}")
+        lines.append(f"open it: {self.ui_command}")
+        lines.extend(f"warning: {error}" for error in self.errors)
+        return lines
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "session_id": self.session_id,
+            "tracking_uri": self.tracking_uri,
+            "ui_command": self.ui_command,
+            "parent_runs": self.parent_runs,
+            "totals": self.totals(),
+            "tests": [r.to_dict() for r in self.sorted_records()],
+            "errors": self.errors,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    def to_markdown(self) -> str:
+        totals = self.totals()
+        out = [
+            "# pytest-llmops: MLflow runs",
+            "",
+            "| outcome | LLM calls | prompt tokens | completion tokens | total tokens | mean latency (ms) "
+            "| test | run |",
+            "|---|---:|---:|---:|---:|---:|---|---|",
+        ]
+        for r in self.sorted_records():
+            out.append(
+                f"| {r.outcome} | {r.llm_calls} | {r.prompt_tokens} | {r.completion_tokens} | "
+                f"{r.total_tokens} | {_ms(r.latency_ms_mean)} | `{_md(r.nodeid)}` | `{r.run_id}` |"
+            )
+        outcomes = ", ".join(f"{n} {name}" for name, n in totals["outcomes"].items())
+        out.append(
+            f"| **total** | {totals['llm_calls']} | {totals['prompt_tokens']} | "
+            f"{totals['completion_tokens']} | {totals['total_tokens']} | {_ms(totals['latency_ms_mean'])} | "
+            f"{totals['tests']} tests ({outcomes}) | |"
+        )
+        out += ["", f"Tracking store: `{self.tracking_uri}`", ""]
+        for parent in self.parent_runs:
+            out.append(
+                f"- experiment `{parent['experiment']}` (id {parent['experiment_id']}): session run "
+                f"`{parent['parent_run_id']}` ({parent.get('status', 'RUNNING')})"
+            )
+        out += ["", "Open it:", "", "```", self.ui_command, "```", ""]
+        out.extend(f"> warning: {error}" for error in self.errors)
+        return "\n".join(out) + "\n"
+
+    def write(self, path: Path) -> None:
+        """Write the report: Markdown for ``.md``, JSON otherwise."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = self.to_markdown() if path.suffix.lower() in (".md", ".markdown") else self.to_json()
+        path.write_text(text, encoding="utf-8")
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|").replace("`", "'")
+
+
+def merge(records: Iterable[Mapping[str, Any]]) -> list[TestRecord]:
+    return [TestRecord.from_dict(r) for r in records]
