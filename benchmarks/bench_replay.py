@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _harness import alternate, machine, per_test, run_pytest, workdir  # noqa: E402
+from _harness import alternate, machine, per_test, run_pytest, workdir
 
 URI = "https://resource.openai.azure.com/openai/deployments/gpt-4o/chat/completions?api-version=2024-05-01-preview"
 QUESTION = "Tell me a joke about animals."

@@ -22,14 +22,10 @@ def test_plugin_import_pulls_in_no_heavy_module():
 
 def test_collect_only_session_imports_no_heavy_module(pytester: pytest.Pytester):
     pytester.makepyfile(
-        """
-        import sys
-        HEAVY = %r
-        def test_nothing_heavy():
-            loaded = sorted({m.split('.')[0] for m in sys.modules} & set(HEAVY))
-            assert loaded == []
-        """
-        % (HEAVY,)
+        f"import sys\nHEAVY = {HEAVY!r}\n\n"
+        "def test_nothing_heavy():\n"
+        "    loaded = sorted({m.split('.')[0] for m in sys.modules} & set(HEAVY))\n"
+        "    assert loaded == []\n"
     )
     # respx's (and pytest-recording's) own plugins import httpx: measure ours alone.
     result = pytester.runpytest_subprocess("-p", "no:respx", "-p", "no:recording")

@@ -39,6 +39,12 @@ from pytest_llmops.validation import cassette_options, run_options
 
 _sealed_key = pytest.StashKey[bool]()
 
+CASSETTE_FIXTURES = frozenset({
+    "azure_openai_deployment", "azure_openai_client", "azure_openai_async_client",
+    "azure_databricks_workspace", "databricks_workspace", "databricks_cluster", "databricks_command",
+})
+"""Fixtures whose tests get a cassette without asking: their clients make HTTP calls."""
+
 MARKERS = (
     "llmops(experiment=None, run_name=None, params=None, tags=None, autolog=True): run the test "
     "inside its own MLflow run (with mlflow.openai.autolog() traces) and a cassette.",
@@ -162,8 +168,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             cassette_options(item.nodeid, cassette_mark)
         if run_mark is not None:
             run_options(item.nodeid, run_mark)
-        wants_cassette = cassette_mark is not None or run_mark is not None
-        if wants_cassette and isinstance(item, pytest.Function):
+        if not isinstance(item, pytest.Function):
+            continue
+        # A cassette covers all HTTP of a test that is marked or uses any llmops fixture.
+        marked = cassette_mark is not None or run_mark is not None
+        if marked or not CASSETTE_FIXTURES.isdisjoint(item.fixturenames):
             _use_fixture(item, "llmops_cassette")
 
 

@@ -65,6 +65,7 @@ class OpenAIDouble:
             self.response_delay = 0.0
             self.chunk_delay = 0.0
             self._faults: deque[_Fault] = deque()
+            self._cuts: deque[int] = deque()
             self._admitted: deque[tuple[float, int]] = deque()
 
     def close(self) -> None:
@@ -84,6 +85,13 @@ class OpenAIDouble:
             raise ValueError(f"unsupported fault status {status!r}")
         with self._lock:
             self._faults.extend(_Fault(code, content_filter, retry_after) for _ in range(count))
+
+    def cut_next_stream(self, after_chunks: int = 3, count: int = 1) -> None:
+        """Drop the connection of the next ``count`` streamed answers after ``after_chunks``
+        SSE events, without the chunked encoding's last chunk: what a client sees when the
+        service or a proxy cuts a stream."""
+        with self._lock:
+            self._cuts.extend([after_chunks] * count)
 
     @property
     def pending_faults(self) -> int:
@@ -237,12 +245,17 @@ class OpenAIDouble:
                 completion, completion_id, model, created, self.system_fingerprint, include_usage
             )
             headers.update({"content-type": "text/event-stream; charset=utf-8", "x-accel-buffering": "no"})
-            return Response(200, headers=headers, stream=self._sse(chunks))
+            with self._lock:
+                cut = self._cuts.popleft() if self._cuts else None
+            return Response(200, headers=headers, stream=self._sse(chunks, cut))
         payload = wire.completion_payload(completion, completion_id, model, created, self.system_fingerprint)
         return json_response(200, payload, headers)
 
-    def _sse(self, chunks: list[dict[str, Any]]) -> Iterator[bytes]:
-        for chunk in chunks:
+    def _sse(self, chunks: list[dict[str, Any]], cut: int | None = None) -> Iterator[bytes]:
+        for index, chunk in enumerate(chunks):
+            if index == cut:
+                # The server drops the connection without the terminating chunk.
+                raise ConnectionResetError("stream cut by the lab double")
             if self.chunk_delay:
                 time.sleep(self.chunk_delay)
             yield b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -9,7 +10,13 @@ import pytest
 
 from pytest_llmops import settings as settings_mod
 from pytest_llmops.azure import lifecycle
-from pytest_llmops.azure.openai import AzureOpenAIDeployment, attach, client_kwargs, replayed
+from pytest_llmops.azure.openai import (
+    AzureOpenAIDeployment,
+    attach,
+    client_kwargs,
+    load_credential_factory,
+    replayed,
+)
 from pytest_llmops.azure.workspace import AzureDatabricksWorkspace
 from pytest_llmops.azure.workspace import attach as attach_workspace
 from pytest_llmops.cassettes.fixtures import open_session_cassette
@@ -30,9 +37,15 @@ def azure_credential(pytestconfig: pytest.Config) -> Any:
         @pytest.fixture(scope="session")
         def azure_credential():
             return MyTokenCredential()  # anything with get_token(*scopes) -> AccessToken
+
+    or name a factory without touching code: ``LLMOPS_AZURE_CREDENTIAL=package.module:factory``
+    (e.g. ``azure.identity:AzureCliCredential``).
     """
     if settings_mod.get(pytestconfig).is_replay:
         return None
+    factory = os.environ.get("LLMOPS_AZURE_CREDENTIAL", "").strip()
+    if factory:
+        return load_credential_factory(factory)()
     from azure.identity import DefaultAzureCredential
 
     return DefaultAzureCredential()
@@ -158,7 +171,7 @@ def azure_openai_client(
         from pytest_llmops import pacing
 
         client = AzureOpenAI(**client_kwargs(azure_openai_deployment, azure_credential))
-        pacing.instrument(client, pytestconfig, azure_openai_deployment, llmops_cassette.recorder)
+        pacing.instrument(client, pytestconfig, azure_openai_deployment)
         _llmops_openai_clients[azure_openai_deployment] = client
     return client
 
@@ -179,4 +192,4 @@ def azure_openai_async_client(
     from pytest_llmops import pacing
 
     client = AsyncAzureOpenAI(**client_kwargs(azure_openai_deployment, azure_credential))
-    return pacing.instrument(client, pytestconfig, azure_openai_deployment, llmops_cassette.recorder)
+    return pacing.instrument(client, pytestconfig, azure_openai_deployment)

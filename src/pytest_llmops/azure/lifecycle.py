@@ -115,6 +115,8 @@ def provisioned_deployment(
 ) -> Iterator[AzureOpenAIDeployment]:
     """The ``azure_openai_deployment`` fixture when provisioning (or replaying one)."""
     from pytest_llmops.azure.provision import (
+        CAPACITY,
+        DEPLOYMENT_SKU,
         OpenAIProvisioner,
         OpenAIResource,
         Plan,
@@ -196,6 +198,9 @@ def provisioned_deployment(
             region=resource.region,
             provisioned=True,
             api_key=key,
+            model_version=resource.model_version,
+            sku=DEPLOYMENT_SKU,
+            capacity=CAPACITY,
         )
         if ctx.replay:
             deployment = AzureOpenAIDeployment.from_metadata(metadata)

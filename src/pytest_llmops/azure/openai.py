@@ -32,6 +32,16 @@ class AzureOpenAIDeployment:
     provisioned: bool = False
     api_key: str | None = field(default=None, repr=False)
     """None means Entra ID (azure_credential)."""
+    model_version: str | None = None
+    sku: str | None = None
+    """Deployment type (``Standard``) when provisioned; None when attached (not looked up)."""
+    capacity: int | None = None
+    """Thousands of tokens per minute (10 in the lab) when provisioned; None when attached."""
+
+    @property
+    def tokens_per_minute(self) -> int | None:
+        """The deployment's rate limit in tokens per minute, when known."""
+        return None if self.capacity is None else self.capacity * 1000
 
     def metadata(self) -> dict[str, Any]:
         """What a session cassette stores so that replay does what the recording did
@@ -104,3 +114,18 @@ def client_kwargs(deployment: AzureOpenAIDeployment, credential: Any) -> dict[st
 
         kwargs["azure_ad_token_provider"] = get_bearer_token_provider(credential, COGNITIVE_SCOPE)
     return kwargs
+
+
+def load_credential_factory(spec: str) -> Any:
+    """The callable named by ``LLMOPS_AZURE_CREDENTIAL`` (``package.module:attribute``)."""
+    import importlib
+
+    module_name, _, attribute = spec.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), attribute or "credential")
+    except (ImportError, AttributeError) as exc:
+        raise MissingCredential(
+            f"LLMOPS_AZURE_CREDENTIAL={spec!r} does not name a callable ({exc}). Use "
+            "`package.module:factory`, e.g. `azure.identity:AzureCliCredential`, or unset it to use "
+            "DefaultAzureCredential."
+        ) from exc

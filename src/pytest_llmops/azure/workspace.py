@@ -64,7 +64,8 @@ class AzureDatabricksWorkspace:
         kwargs: dict[str, str] = {}
         if self.url:
             kwargs["host"] = self.url
-        if self.provisioned and self.resource_id:
+        # A personal access token (DATABRICKS_TOKEN) wins: the SDK refuses two auth methods.
+        if self.provisioned and self.resource_id and not os.environ.get("DATABRICKS_TOKEN"):
             kwargs["azure_workspace_resource_id"] = self.resource_id
         return kwargs
 
