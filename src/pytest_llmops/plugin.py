@@ -32,6 +32,8 @@ from pytest_llmops.databricks.fixtures import (  # noqa: F401 - fixtures
     databricks_workspace,
 )
 from pytest_llmops.errors import LLMOpsError, ReplayMiss
+from pytest_llmops.monitoring import session as drift_session
+from pytest_llmops.monitoring.session import llmops_drift  # noqa: F401 - fixture
 from pytest_llmops.faults import llmops_faults  # noqa: F401 - fixtures
 from pytest_llmops.tracking import hooks as tracking_hooks
 from pytest_llmops.tracking.fixtures import llmops_run, llmops_traces, mlflow_experiment  # noqa: F401 - fixtures
@@ -88,7 +90,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--llmops-drift-baseline", metavar="REF", default=None,
-        help="compare this session's traces with a baseline (run id, experiment[:filter]) at the end.",
+        help="compare this session's traces with a baseline at the end: a run id, session:ID, "
+        "session:latest[@EXPERIMENT] or EXPERIMENT[:FILTER].",
     )
     parser.addini("llmops_cassette_dir", "folder of cassettes, relative to the rootdir", default="cassettes")
     parser.addini("llmops_tracking_uri", "MLflow tracking URI", default="")
@@ -135,6 +138,7 @@ def pytest_configure(config: pytest.Config) -> None:
     settings = settings_mod.from_config(config)
     config.stash[settings_mod.settings_key] = settings
     tracking_hooks.register(config)  # MLflow runs per marked test; its hooks live on the object
+    drift_session.register(config)  # --llmops-drift-baseline
     if settings.is_replay:
         from pytest_llmops.cassettes import network
 
