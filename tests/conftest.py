@@ -8,13 +8,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pytest
-
 # In-process pytester runs drop the modules an inner run imported; re-importing yaml then
 # pairs its C parser with new node classes ("could not determine a constructor for the tag
 # None"), and numpy refuses to be loaded twice in one process. Importing these here keeps
 # one copy for the whole session.
 import numpy  # noqa: F401
+import pytest
 import scipy.stats  # noqa: F401
 import vcr  # noqa: F401
 import yaml  # noqa: F401

@@ -32,9 +32,9 @@ from pytest_llmops.databricks.fixtures import (  # noqa: F401 - fixtures
     databricks_workspace,
 )
 from pytest_llmops.errors import LLMOpsError, ReplayMiss
+from pytest_llmops.faults import llmops_faults  # noqa: F401 - fixtures
 from pytest_llmops.monitoring import session as drift_session
 from pytest_llmops.monitoring.session import llmops_drift  # noqa: F401 - fixture
-from pytest_llmops.faults import llmops_faults  # noqa: F401 - fixtures
 from pytest_llmops.tracking import hooks as tracking_hooks
 from pytest_llmops.tracking.fixtures import llmops_run, llmops_traces, mlflow_experiment  # noqa: F401 - fixtures
 from pytest_llmops.validation import cassette_options, run_options

@@ -39,9 +39,10 @@ def baseline_ref(config: pytest.Config, ref: str, uri: str) -> str:
 
     client = sources.client_for(uri)
     experiment = ref.partition("@")[2]
-    experiments = (
-        [sources._experiment_id(client, experiment, ref)] if experiment else sources._all_experiment_ids(client)
-    )
+    if experiment:
+        experiments = [sources._experiment_id(client, experiment, ref)]
+    else:
+        experiments = sources._all_experiment_ids(client)
     runs = client.search_runs(
         experiments,
         filter_string=f"tags.`{sources.SESSION_ROLE_TAG}` = 'session'",
@@ -71,9 +72,8 @@ def compare(config: pytest.Config, baseline: str, current: str | None = None) ->
         from pytest_llmops.monitoring.features import FEATURES
 
         settings = DriftSettings(features=[spec.name for spec in FEATURES if spec.name != "latency_ms"])
-    report = compare_refs(
-        baseline_ref(config, baseline, plugin.uri), current or current_ref(config), plugin.uri, settings=settings
-    )
+    baseline = baseline_ref(config, baseline, plugin.uri)
+    report = compare_refs(baseline, current or current_ref(config), plugin.uri, settings=settings)
     if replayed:
         report.warnings.append("latency_ms not compared: this session replayed its calls from cassettes")
     return report
