@@ -71,7 +71,7 @@ def compare(config: pytest.Config, baseline: str, current: str | None = None) ->
         from pytest_llmops.monitoring.drift import DriftSettings
         from pytest_llmops.monitoring.features import FEATURES
 
-        settings = DriftSettings(features=[spec.name for spec in FEATURES if spec.name != "latency_ms"])
+        settings = DriftSettings(features=tuple(spec.name for spec in FEATURES if spec.name != "latency_ms"))
     baseline = baseline_ref(config, baseline, plugin.uri)
     report = compare_refs(baseline, current or current_ref(config), plugin.uri, settings=settings)
     if replayed:
