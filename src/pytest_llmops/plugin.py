@@ -40,6 +40,7 @@ from pytest_llmops.tracking.fixtures import llmops_run, llmops_traces, mlflow_ex
 from pytest_llmops.validation import cassette_options, run_options
 
 _sealed_key = pytest.StashKey[bool]()
+STALE_PROPERTY = "llmops_stale_cassettes"
 
 CASSETTE_FIXTURES = frozenset({
     "azure_openai_deployment", "azure_openai_client", "azure_openai_async_client",
@@ -139,6 +140,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[settings_mod.settings_key] = settings
     tracking_hooks.register(config)  # MLflow runs per marked test; its hooks live on the object
     drift_session.register(config)  # --llmops-drift-baseline
+    if settings.mode == "live":
+        config.pluginmanager.register(StaleCassettes(), "llmops-stale-cassettes")
     if settings.is_replay:
         from pytest_llmops.cassettes import network
 
@@ -192,10 +195,13 @@ def pytest_runtest_makereport(
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     item.stash.setdefault(reports_key, {})[report.when] = report
+    cassette = item.stash.get(cassette_key, None)
+    if report.when == "call" and cassette is not None and cassette.stale:
+        # Travels with the report, so the xdist controller sees it too.
+        report.user_properties.append((STALE_PROPERTY, [stale.describe() for stale in cassette.stale]))
     excinfo = call.excinfo
     if not report.failed or excinfo is None:
         return report
-    cassette = item.stash.get(cassette_key, None)
     if cassette is not None and cassette.misses:
         # Clients may wrap the miss (openai 2.x, azure-core): show the plugin's own message.
         wrapped = "" if excinfo.errisinstance(ReplayMiss) else (
@@ -262,3 +268,27 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
         from pytest_llmops import pacing
 
         pacing.write_summary(terminalreporter, config)
+
+
+class StaleCassettes:
+    """Collects the recordings found stale in live mode (from this process or xdist workers,
+    whose reports carry them) and lists them at the end."""
+
+    def __init__(self) -> None:
+        self.found: list[str] = []
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        for name, value in report.user_properties:
+            if name == STALE_PROPERTY and isinstance(value, list):
+                self.found.extend(str(line) for line in value)
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        if not self.found:
+            return
+        terminalreporter.write_sep("-", "llmops: stale cassettes")
+        terminalreporter.write_line(
+            f"{len(self.found)} recorded answer(s) no longer match the live service; re-record with "
+            "`pytest --llmops-record <test>`:"
+        )
+        for line in self.found:
+            terminalreporter.write_line(f"  {line}")

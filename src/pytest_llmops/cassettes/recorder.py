@@ -23,6 +23,8 @@ from pytest_llmops.cassettes.interception import Interceptor
 from pytest_llmops.cassettes.matching import DEFAULT_IGNORED_BODY_FIELDS, FIELDS, nearest, request_key
 from pytest_llmops.cassettes.sanitize import Sanitizer
 from pytest_llmops.cassettes.scan import scan_text
+from pytest_llmops.cassettes.staleness import Staleness, answer_of
+from pytest_llmops.cassettes.staleness import compare as compare_answers
 from pytest_llmops.errors import ReplayMiss, SecretLeak
 from pytest_llmops.settings import Mode
 
@@ -165,6 +167,12 @@ class _IndexedCassette(VcrCassette):  # type: ignore[misc]
             raise self.owner.miss(request, prepared)
         return False
 
+    def append(self, request: Any, response: Any) -> None:
+        if self.owner.mode == "live":  # observed, compared with the recording, never stored
+            self.owner.observe(request, response)
+            return
+        super().append(request, response)
+
     def play_response(self, request: Any) -> Any:
         number = self._find(request)
         if number is None:
@@ -208,12 +216,15 @@ class Cassette:
         self._vcr = _IndexedCassette(
             self,
             path=str(path),
-            record_mode=RecordMode.ALL if self.mode == "record" else RecordMode.NONE,
+            record_mode=RecordMode.NONE if self.mode == "replay" else RecordMode.ALL,
             before_record_request=sanitizer.request,
             before_record_response=sanitizer.response,
             allow_playback_repeats=allow_repeats,
         )
-        if self.mode == "replay" and self.exists:
+        self.stale: list[Staleness] = []
+        # Live runs compare their answers with an existing recording (stale cassettes).
+        self.observing = self.mode == "live" and self.exists
+        if (self.mode == "replay" or self.observing) and self.exists:
             interactions, metadata = storage.load(path)
             self._vcr.data = interactions
             self._vcr._loaded_count = len(interactions)
@@ -252,6 +263,30 @@ class Cassette:
             except AssertionError:
                 return False
         return True
+
+    def observe(self, request: Any, response: dict[str, Any]) -> None:
+        """Live mode: compare a live answer with the recorded answer to the same request."""
+        import copy
+
+        from vcr.filters import decode_response
+
+        prepared = self._vcr._before_record_request(request)
+        if prepared is None:
+            return
+        key = self.key(prepared)
+        index = self._vcr._ensure_index()
+        recorded = next((n for n in index.get(key, ()) if self._vcr.play_counts[n] == 0), None)
+        if recorded is None:
+            return  # a request the recording never made: nothing to compare
+        self._vcr.play_counts[recorded] += 1
+        before = answer_of(self._vcr.data[recorded][1])
+        now = answer_of(decode_response(copy.deepcopy(response)))
+        if before is None or now is None:
+            return
+        reasons = compare_answers(before, now)
+        if reasons:
+            where = f"{prepared.method} {prepared.parsed_uri.path}"
+            self.stale.append(Staleness(str(self.path), where, reasons))
 
     def miss(self, request: Any, prepared: Any) -> ReplayMiss:
         """The error for a request with no recording; remembered for the test report."""
@@ -300,8 +335,9 @@ class Cassette:
     # -- lifecycle ---------------------------------------------------------------------
     @contextmanager
     def activate(self) -> Iterator[Cassette]:
-        """Intercept HTTP for the duration of the block (nothing is patched in live mode)."""
-        if self.mode == "live":
+        """Intercept HTTP for the duration of the block (in live mode only to compare the
+        answers with an existing recording)."""
+        if self.mode == "live" and not self.observing:
             yield self
             return
         interceptor = self.recorder.interceptor
