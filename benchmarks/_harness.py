@@ -31,6 +31,9 @@ def run_pytest(folder: Path, args: Sequence[str], env: dict[str, str] | None = N
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMOPS_", "AZURE_", "MLFLOW_"))}
     full_env.update(env or {})
     full_env["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    # Measure what users get: bytecode caches on. (This machine sets PYTHONDONTWRITEBYTECODE,
+    # which makes every run compile the plugin's modules, and pytest rewrite them, again.)
+    full_env.pop("PYTHONDONTWRITEBYTECODE", None)
     started = time.perf_counter()
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],

@@ -217,8 +217,11 @@ def p3(reps: int) -> dict[str, float]:
     def replay(folder: Path) -> float:
         import subprocess
 
+        import os
+
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
         out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "-p",
-                              "no:recording"], cwd=folder, capture_output=True, text=True)
+                              "no:recording"], cwd=folder, capture_output=True, text=True, env=env)
         line = next((x for x in out.stdout.splitlines() if "REPLAY_S=" in x), None)
         if line is None:
             raise SystemExit(out.stdout[-3000:])

@@ -9,21 +9,14 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_llmops import settings as settings_mod
-from pytest_llmops.azure import lifecycle
-from pytest_llmops.azure.openai import (
-    AzureOpenAIDeployment,
-    attach,
-    client_kwargs,
-    load_credential_factory,
-    replayed,
-)
-from pytest_llmops.azure.workspace import AzureDatabricksWorkspace
-from pytest_llmops.azure.workspace import attach as attach_workspace
 from pytest_llmops.cassettes.fixtures import open_session_cassette
 
+# The domain modules are imported inside the fixtures: plugin load stays cheap.
 if TYPE_CHECKING:
     from openai import AsyncAzureOpenAI, AzureOpenAI
 
+    from pytest_llmops.azure.openai import AzureOpenAIDeployment
+    from pytest_llmops.azure.workspace import AzureDatabricksWorkspace
     from pytest_llmops.cassettes.recorder import Cassette
 
 
@@ -45,6 +38,8 @@ def azure_credential(pytestconfig: pytest.Config) -> Any:
         return None
     factory = os.environ.get("LLMOPS_AZURE_CREDENTIAL", "").strip()
     if factory:
+        from pytest_llmops.azure.openai import load_credential_factory
+
         return load_credential_factory(factory)()
     from azure.identity import DefaultAzureCredential
 
@@ -82,6 +77,9 @@ def azure_openai_deployment(
 
     Run ``pytest --llmops-live --llmops-provision`` to create (and remove) the resource.
     """
+    from pytest_llmops.azure import lifecycle
+    from pytest_llmops.azure.openai import attach, replayed
+
     settings = settings_mod.get(pytestconfig)
     cassette: Cassette = open_session_cassette(request, "azure_openai_deployment")
     if settings.is_replay:
@@ -126,6 +124,10 @@ def azure_databricks_workspace(
             if azure_databricks_workspace.provisioned:
                 assert azure_databricks_workspace.region == azure_openai_deployment.region
     """
+    from pytest_llmops.azure import lifecycle
+    from pytest_llmops.azure.workspace import AzureDatabricksWorkspace
+    from pytest_llmops.azure.workspace import attach as attach_workspace
+
     settings = settings_mod.get(pytestconfig)
     cassette: Cassette = open_session_cassette(request, "azure_databricks_workspace")
     if settings.is_replay:
@@ -169,6 +171,7 @@ def azure_openai_client(
         from openai import AzureOpenAI
 
         from pytest_llmops import pacing
+        from pytest_llmops.azure.openai import client_kwargs
 
         client = AzureOpenAI(**client_kwargs(azure_openai_deployment, azure_credential))
         pacing.instrument(client, pytestconfig, azure_openai_deployment)
@@ -190,6 +193,7 @@ def azure_openai_async_client(
     from openai import AsyncAzureOpenAI
 
     from pytest_llmops import pacing
+    from pytest_llmops.azure.openai import client_kwargs
 
     client = AsyncAzureOpenAI(**client_kwargs(azure_openai_deployment, azure_credential))
     return pacing.instrument(client, pytestconfig, azure_openai_deployment)
