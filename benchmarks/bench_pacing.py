@@ -150,7 +150,7 @@ def main() -> None:
     print(machine())
     costs = limiter_overhead()
     print("\nB1 per request, not limited (median of 5 x 2,000):")
-    print(f"  limiter reservation + settlement (filelock + JSON): {costs['ledger']:.0f} us")
+    print(f"  limiter reservation + settlement (flock + JSON)   : {costs['ledger']:.0f} us")
     print(f"  httpx2 client on an in-memory transport, bare:       {costs['bare']:.0f} us")
     print(f"  the plugin's stack around it, live (ledger):          {costs['live stack']:.0f} us "
           f"(+{costs['live stack'] - costs['bare']:.0f} us)")

@@ -3,10 +3,13 @@ workers, over real HTTP against the lab double's tokens-per-minute limit."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx2
 import pytest
 
 from pytest_llmops import pacing
@@ -364,3 +367,37 @@ def test_charge_is_the_prompt_plus_the_requested_maximum() -> None:
     assert pacing.charged({"max_tokens": 500}, usage) == 512
     assert pacing.charged({}, usage) == 42
 
+
+
+# -- the transport: reconciliation with the usage of the answer ---------------------------------------
+
+
+class _Unread(httpx2.SyncByteStream):
+    """A body still on the wire (as from a real connection), unlike vcrpy's read answers."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield self.data[:10]
+        yield self.data[10:]
+
+
+@pytest.mark.parametrize("already_read", [True, False])
+def test_the_answers_usage_replaces_the_estimate(tmp_path: Path, already_read: bool) -> None:
+    answer = json.dumps({"choices": [], "usage": {"prompt_tokens": 40, "completion_tokens": 7}}).encode()
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        headers = {"content-type": "application/json", "x-ratelimit-limit-tokens": "10000"}
+        if already_read:
+            return httpx2.Response(200, headers=headers, content=answer)
+        return httpx2.Response(200, headers=headers, stream=_Unread(answer))
+
+    the_pacer = pacing.Pacer(tmp_path, pacing.Options())
+    client = httpx2.Client(transport=pacing.PacedTransport(httpx2.MockTransport(handler), the_pacer))
+    body = {"messages": [{"role": "user", "content": "x" * 400}], "max_tokens": 100}
+
+    client.post("http://h/openai/deployments/gpt-4o/chat/completions", json=body).read()
+
+    ledger = the_pacer.limiter("h:80", "gpt-4o").snapshot()["ledger"]
+    assert [(entry[2], entry[3], entry[4]) for entry in ledger] == [(140, 0, 1)]  # 40 + max_tokens, answered

@@ -699,12 +699,15 @@ class PacedTransport:
             return response
         answered_at = time.time()
 
-        def done(raw: bytes | None) -> None:
-            usage = _usage(raw, headers.get("content-encoding", "")) if raw is not None else None
+        def done(raw: bytes | None, encoding: str = headers.get("content-encoding", "")) -> None:
+            usage = _usage(raw, encoding) if raw is not None else None
             charge = charged(plan.body, usage) if usage else None
             plan.limiter.settle(reservation, status, headers, charge, answered_at=answered_at)
 
-        response.stream = _sniffer_class()(response.stream, done)
+        if response.is_stream_consumed:  # read already (vcrpy's recorded answers are), and decoded
+            done(response.content, "")
+        else:
+            response.stream = _sniffer_class()(response.stream, done)
         return response
 
     def _exhausted(self, plan: _Plan, attempt: int, response: Any) -> RateLimitExhausted:

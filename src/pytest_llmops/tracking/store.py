@@ -78,6 +78,28 @@ def artifact_location(uri: str) -> str | None:
     return (path.parent / "artifacts").resolve().as_uri() if path is not None else None
 
 
+def is_databricks(uri: str) -> bool:
+    """Whether the store is a Databricks workspace's MLflow (``databricks``, ``databricks://PROFILE``)."""
+    return uri == "databricks" or uri.startswith("databricks://")
+
+
+def experiment_path(uri: str, name: str, current_user: Callable[[str], str] | None = None) -> str:
+    """The experiment name to use in the store: on Databricks, experiments are workspace
+    paths, so a plain name goes under the current user's folder (``/Users/<user>/<name>``)."""
+    if not is_databricks(uri) or name.startswith("/"):
+        return name
+    user = (current_user or databricks_user)(uri)
+    return f"/Users/{user}/{name}"
+
+
+def databricks_user(uri: str) -> str:
+    """The user the Databricks SDK's unified auth signs in as (profile from ``databricks://PROFILE``)."""
+    from databricks.sdk import WorkspaceClient
+
+    profile = uri.partition("://")[2] or None
+    return str(WorkspaceClient(profile=profile).current_user.me().user_name)
+
+
 def ui_command(uri: str) -> str:
     """The command (or the address) that shows this store in MLflow's UI."""
     if uri.startswith(("http://", "https://")):
@@ -287,6 +309,7 @@ class SessionStore:
         return ref
 
     def _create(self, client: MlflowClient, name: str) -> dict[str, str]:
+        name = experiment_path(self.uri, name)
         experiment = client.get_experiment_by_name(name)
         if experiment is None:
             experiment_id = client.create_experiment(name, artifact_location=artifact_location(self.uri))
