@@ -215,9 +215,8 @@ def p3(reps: int) -> dict[str, float]:
         load.append(time.perf_counter() - started)
 
     def replay(folder: Path) -> float:
-        import subprocess
-
         import os
+        import subprocess
 
         env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
         out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "-p",

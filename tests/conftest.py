@@ -11,12 +11,20 @@ from typing import TYPE_CHECKING
 # In-process pytester runs drop the modules an inner run imported; re-importing yaml then
 # pairs its C parser with new node classes ("could not determine a constructor for the tag
 # None"), and numpy refuses to be loaded twice in one process. Importing these here keeps
-# one copy for the whole session.
+# one copy for the whole session (mlflow too: a half-dropped mlflow cannot import itself
+# again, "cannot import name 'MlflowClient' from 'mlflow'").
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+import mlflow  # noqa: F401
 import numpy  # noqa: F401
 import pytest
 import scipy.stats  # noqa: F401
 import vcr  # noqa: F401
 import yaml  # noqa: F401
+
+from pytest_llmops.tracking.store import import_mlflow
+
+import_mlflow()  # and MLflow's SQL store with SQLAlchemy's C extensions, once
 
 if TYPE_CHECKING:
     from tests.double import LabDouble

@@ -104,7 +104,7 @@ def test_sixty_calls_on_two_workers_stay_within_10k_tokens_per_minute(
         [
             "*llmops: rate limit*",
             f"gpt-4o at 127.0.0.1:{lab_double.port}: 60 requests; waited * s for the rate limit "
-            "(* requests held); 0 answered 429 (0 sent again); "
+            "(* requests held, * s summed over them); 0 answered 429 (0 sent again); "
             "limits: 10000 tokens and 60 requests per 3 s (response headers)",
         ]
     )
@@ -168,7 +168,7 @@ def test_a_429_is_retried_after_its_retry_after_and_counted(
     assert time.monotonic() - started >= 0.4  # retry-after-ms honoured twice
     sent = lab_double.requests_to("chat/completions")
     assert [r.headers["x-stainless-retry-count"] for r in sent] == ["0", "0", "0"]  # the SDK saw no 429
-    result.stdout.fnmatch_lines(["*: 3 requests; waited 0.4 s*; 2 answered 429 (2 sent again);*"])
+    result.stdout.fnmatch_lines(["*: 3 requests; waited 0.* s for the rate limit*; 2 answered 429 (2 sent again);*"])
 
 
 def test_429s_beyond_the_budget_fail_the_test_clearly(
@@ -303,6 +303,16 @@ def test_two_limiters_on_one_file_share_the_window(tmp_path: Path) -> None:
     third, _ = worker_b.try_acquire(6000, 0.0)
     assert third is not None
     assert worker_a.snapshot()["stats"]["requests"] == 2
+
+
+def test_the_wait_reported_is_wall_time_not_the_sum_over_workers(tmp_path: Path) -> None:
+    worker_a, worker_b = limiter(tmp_path, tokens=1000), limiter(tmp_path, tokens=1000)
+    worker_a.try_acquire(1, 10.0)  # these two waited 10 s each, at the same time
+    worker_b.try_acquire(1, 10.0)
+
+    state = worker_a.snapshot()
+
+    assert 10.0 <= pacing.held_seconds(state) < 10.5 and state["stats"]["waited"] == 20.0
 
 
 def test_a_429_holds_every_worker_until_retry_after(tmp_path: Path) -> None:

@@ -1,17 +1,18 @@
 """Pacing: live and record runs stay within the deployment's rate limit, xdist workers included.
 
 One limiter per deployment (host and deployment name) for the whole invocation: a sliding
-window ledger in a small JSON file under ``resources.state_dir(config)``, guarded by a
-``filelock``, that every process of the run (the xdist controller and its workers) reads
-and updates. Before a request, a worker reserves its estimated tokens (prompt characters / 4
-plus ``max_tokens``, or a default completion budget) and waits while the window holds no room
-for them; after the response it reconciles the reservation with the usage the service
-reports. The service's own view wins where it is stricter: ``x-ratelimit-limit-*`` and
-``x-ratelimit-remaining-*`` headers lower the limits and raise the ledger, and a 429 holds
-every worker until its ``Retry-After`` has passed, then the request is sent again, up to
-``llmops_max_429_retries`` times; after that the test fails with :class:`RateLimitExhausted`
-(never a skip). Replay never waits: the limiter is off, and the 429s a recording met are
-replayed and sent again at once, so a replay makes the requests the recording made.
+window ledger in a small JSON file under ``resources.state_dir(config)``, guarded by a file
+lock (``flock``; ``filelock`` where there is none), that every process of the run (the xdist
+controller and its workers) reads and updates. Before a request, a worker reserves its
+estimated tokens (prompt characters / 4 plus ``max_tokens``, or a default completion budget)
+and waits while the window holds no room for them; after the response it reconciles the
+reservation with the usage the service reports. The service's own view wins where it is
+stricter: ``x-ratelimit-limit-*`` and ``x-ratelimit-remaining-*`` headers lower the limits
+and raise the ledger, and a 429 holds every worker until its ``Retry-After`` has passed,
+then the request is sent again, up to ``llmops_max_429_retries`` times; after that the test
+fails with :class:`RateLimitExhausted` (never a skip). Replay never waits: the limiter is
+off, and the 429s a recording met are replayed and sent again at once, so a replay makes
+the requests the recording made.
 
 Limits, smallest wins:
 - the ini options ``llmops_tokens_per_minute`` and ``llmops_requests_per_minute``;
@@ -66,6 +67,7 @@ BUCKETS_PER_WINDOW = 200
 # A ledger entry: [id, at, tokens, in flight (0/1), requests]; answered ones share time buckets.
 _ID, _AT, _TOKENS, _FLIGHT, _COUNT = range(5)
 _DEPLOYMENT_RE = re.compile(r"/deployments/([^/]+)/")
+
 
 class RateLimitExhausted(LLMOpsError):
     """A paced request was still answered 429 after its retry budget."""
@@ -205,6 +207,24 @@ def _empty_state(deployment: str, host: str) -> dict[str, Any]:
         "blocked_until": 0.0,
         "stats": {"requests": 0, "held": 0, "waited": 0.0, "throttled": 0, "retried": 0, "exhausted": 0},
     }
+
+
+def _add_interval(intervals: list[list[float]], start: float, end: float) -> None:
+    """Merge ``[start, end]`` into sorted disjoint intervals (when some process waited)."""
+    merged = [start, end]
+    kept = []
+    for interval in intervals:
+        if interval[1] < merged[0] or interval[0] > merged[1]:
+            kept.append(interval)
+        else:
+            merged = [min(merged[0], interval[0]), max(merged[1], interval[1])]
+    kept.append(merged)
+    intervals[:] = sorted(kept)
+
+
+def held_seconds(state: Mapping[str, Any]) -> float:
+    """Wall-clock seconds during which at least one request waited for the limit."""
+    return float(sum(end - start for start, end in state.get("held_at", [])))
 
 
 def _header_number(headers: Mapping[str, str], name: str) -> float | None:
@@ -389,6 +409,7 @@ class Limiter:
             if waited > 0:
                 stats["held"] += 1
                 stats["waited"] += waited
+                _add_interval(state.setdefault("held_at", []), now - waited, now)
             return reservation, 0.0
 
     def _room_in(self, ledger: list[list[Any]], limits: Limits, tokens: int, now: float) -> float:
@@ -720,7 +741,7 @@ class PacedTransport:
         return RateLimitExhausted(
             f"{plan.limiter.deployment} at {plan.limiter.host} answered 429 Too Many Requests to "
             f"{attempt + 1} attempts of one request, each sent again after its Retry-After (the run "
-            f"waited {state['stats']['waited']:.1f} s for the limit so far; limits: "
+            f"waited {held_seconds(state):.1f} s for the limit so far; limits: "
             f"{state.get('limits', 'unknown')}).\n"
             f"The service said: {said}\n"
             "Something else shares this deployment's quota, or the limits are higher than the deployment's. "
@@ -847,7 +868,8 @@ def summary_line(state: Mapping[str, Any]) -> str:
     stats = state["stats"]
     line = (
         f"{state['deployment']} at {state['host']}: {stats['requests']} requests; "
-        f"waited {stats['waited']:.1f} s for the rate limit ({stats['held']} requests held); "
+        f"waited {held_seconds(state):.1f} s for the rate limit ({stats['held']} requests held, "
+        f"{stats['waited']:.1f} s summed over them); "
         f"{stats['throttled']} answered 429 ({stats['retried']} sent again)"
     )
     if stats["exhausted"]:
