@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -92,7 +93,7 @@ def paced_run(calls: int, window: float, workers: int) -> dict[str, object]:
     """Run the suite against the double and time what the double saw."""
     from tests.double import LabDouble
 
-    folder = workdir("pacing")
+    folder = workdir(f"pacing-{os.getpid()}")  # concurrent runs must not remove each other's state
     (folder / "pytest.ini").write_text(f"[pytest]\nllmops_rate_limit_window = {window:g}\n")
     (folder / "test_paced.py").write_text(textwrap.dedent(SUITE.format(calls=calls, max_tokens=MAX_TOKENS)))
     double = LabDouble().start()
@@ -123,6 +124,7 @@ def paced_run(calls: int, window: float, workers: int) -> dict[str, object]:
         wall = time.monotonic() - started
     finally:
         double.stop()
+        shutil.rmtree(folder, ignore_errors=True)
     times = sorted(t for t, _ in arrivals)
     per_window = TOKENS_PER_WINDOW // CHARGE
     summary = [line for line in result.stdout.splitlines() if "answered 429" in line]
@@ -135,7 +137,7 @@ def paced_run(calls: int, window: float, workers: int) -> dict[str, object]:
         "minimum": ((calls - 1) // per_window) * window,
         "first request after start": times[0] - started if times else float("nan"),
         "wall": wall,
-        "summary": summary[0] if summary else "(no summary line)",
+        "summary": summary[0] if summary else f"(no summary line)\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}",
     }
 
 
