@@ -159,18 +159,19 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def _explicit_hosts(tracking_uri: str | None) -> list[str]:
     """Hosts the user configured explicitly, reachable even in replay."""
     import os
+    from urllib.parse import urlsplit
 
-    if tracking_uri and (tracking_uri == "databricks" or tracking_uri.startswith("databricks://")):
+    from pytest_llmops.tracking.store import is_databricks
+
+    if not tracking_uri:
+        return []
+    if is_databricks(tracking_uri):
         # MLflow on Databricks: the workspace of the SDK's unified auth (DATABRICKS_HOST).
-        from urllib.parse import urlsplit
-
         configured = os.environ.get("DATABRICKS_HOST", "")
         workspace = urlsplit(configured if "://" in configured else f"https://{configured}").hostname
         return [workspace] if workspace else []
-    if not tracking_uri or "://" not in tracking_uri or tracking_uri.startswith(("sqlite", "file")):
+    if "://" not in tracking_uri or tracking_uri.startswith(("sqlite", "file")):
         return []
-    from urllib.parse import urlsplit
-
     host = urlsplit(tracking_uri).hostname
     return [host] if host else []
 

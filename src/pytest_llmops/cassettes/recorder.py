@@ -270,10 +270,9 @@ class Cassette:
 
         from vcr.filters import decode_response
 
-        prepared = self._vcr._before_record_request(request)
+        prepared, key = self._vcr._prepare(request)
         if prepared is None:
             return
-        key = self.key(prepared)
         index = self._vcr._ensure_index()
         recorded = next((n for n in index.get(key, ()) if self._vcr.play_counts[n] == 0), None)
         if recorded is None:
