@@ -38,6 +38,37 @@ SECRET_API_KEY = "5f0c3e2a9b7d4e1f8a6c0b2d4e6f8a1c"  # 32 hex, the shape of an A
 SECRET_DATABRICKS_TOKEN = "dapi0123456789abcdef0123456789abcdef"
 
 
+ROOT_STRAYS = ("mlflow.db", "mlruns")
+"""MLflow's default store, in the working directory: where a trace nobody routed goes."""
+
+
+def _root_strays() -> dict[str, list[tuple[str, int]]]:
+    """Each stray in the repository root, as its files and their modification times."""
+    found: dict[str, list[tuple[str, int]]] = {}
+    for name in ROOT_STRAYS:
+        path = REPO / name
+        if path.exists():
+            files = sorted(path.rglob("*")) if path.is_dir() else [path]
+            found[name] = [(str(f.relative_to(REPO)), f.stat().st_mtime_ns) for f in files]
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def repository_root_stays_clean() -> Iterator[None]:
+    """The suite writes only inside temporary folders: fail its last test (in each xdist
+    worker) if MLflow's default store appeared or changed in the repository root."""
+    before = _root_strays()
+    yield
+    changed = sorted(name for name, files in _root_strays().items() if before.get(name) != files)
+    if changed:
+        pytest.fail(
+            f"the test suite wrote {' and '.join(changed)} in the repository root ({REPO}): an MLflow "
+            "trace or run went to MLflow's default store in the working directory (openai autologging "
+            "or a tracking URI left set after an in-process pytester run?)",
+            pytrace=False,
+        )
+
+
 @pytest.fixture
 def lab_double() -> Iterator[LabDouble]:
     """A fresh lab double on an ephemeral loopback port, stopped after the test (tests may

@@ -339,6 +339,8 @@ class TrackingPlugin:
         return metrics
 
     def pytest_unconfigure(self) -> None:
+        """Give the process back its openai autologging and its tracking URI."""
+        self.autolog.restore()
         if self._store is not None:
             self._store.restore()
 
