@@ -138,11 +138,12 @@ class TrackingPlugin:
         mark = item.get_closest_marker("llmops")
         options = run_options(item.nodeid, mark) if mark is not None else RunOptions()
         ref = self.store.experiment(options.experiment or self.default_experiment)
-        client = self.store.client()
         writer = self.writer
         name = options.run_name or runs.run_name(item.nodeid)
         with tracking_store.quiet_mlflow():
-            run = runs.start(client, ref.experiment_id, name, self._start_tags(item, ref, options), _now_ms())
+            run = runs.activate(
+                writer.create_run(ref.experiment_id, name, self._start_tags(item, ref, options), _now_ms())
+            )
         collector = Collector(run.info.run_id, item.nodeid)
         item.stash[tracked_key] = TrackedTest(run, collector, ref.experiment_id)
         started = False
@@ -184,7 +185,7 @@ class TrackingPlugin:
         outcome: str | None = None,
     ) -> None:
         """Hand the run's end to the writer and keep the test's summary row."""
-        from pytest_llmops.tracking.writer import RunFinish
+        from pytest_llmops.tracking.sqlruns import RunFinish
 
         reports = item.stash.get(reports_key, {})
         result = outcome or runs.outcome(reports)
@@ -278,7 +279,7 @@ class TrackingPlugin:
             self.records.append(TestRecord.from_dict(data))
 
     def _teardown_failed(self, record: TestRecord) -> None:
-        from pytest_llmops.tracking.writer import RunFinish
+        from pytest_llmops.tracking.sqlruns import RunFinish
 
         record.outcome = "error"
         finish = RunFinish(record.run_id, "FAILED", _now_ms(), tags={"llmops.outcome": "error"})
@@ -361,5 +362,3 @@ def _relative(path: Path, rootdir: Path) -> str:
         return str(path.resolve().relative_to(rootdir.resolve()))
     except ValueError:
         return str(path)
-
-

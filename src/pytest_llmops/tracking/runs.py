@@ -86,11 +86,8 @@ def clip(value: Any) -> str:
     return text if len(text) <= TAG_VALUE_LIMIT else text[: TAG_VALUE_LIMIT - 1] + "…"
 
 
-def start(
-    client: Any, experiment_id: str, name: str, tags: Mapping[str, str], start_time_ms: int
-) -> Run:
-    """Create a test's run and make it the active run of this thread."""
-    run = client.create_run(experiment_id, start_time=start_time_ms, tags=dict(tags), run_name=name)
+def activate(run: Run) -> Run:
+    """Make a test's run, just created, the active run of this thread."""
     install_lab_shim()
     _owned_runs.add(run.info.run_id)
     return _push(run)

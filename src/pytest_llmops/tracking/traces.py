@@ -35,6 +35,7 @@ LLM_SPAN_TYPES = frozenset({"CHAT_MODEL", "LLM"})
 """Span types counted as LLM calls (what ``mlflow.openai.autolog()`` makes for chat and
 completions calls; embeddings and tools are not counted)."""
 
+
 @dataclass
 class CallStats:
     """LLM calls, tokens and latency of one test, from its traces."""

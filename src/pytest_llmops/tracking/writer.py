@@ -1,15 +1,15 @@
-"""Writing what finished tests leave: their runs' ends and their traces.
+"""Writing what tests leave: their runs (see :mod:`.sqlruns`) and their traces.
 
-Per test with one LLM call that is ~15 ms of MLflow SQL-store work on SQLite (measured:
-ending a run ~6.8 ms, a trace ~7.5 ms) on top of creating the run (~3.5 ms, when the test
-starts). What is done here to keep it low:
+A trace costs ~8 ms of MLflow SQL-store work on SQLite. What is done here to keep it low:
 
 - a trace is written info first, then spans (MLflow's own exporter does the reverse and
   then merges the trace info into the row the spans created: ~24 ms per trace);
 - traces are written in batches (:data:`TRACE_BATCH`, and whenever the session or
   ``llmops_traces`` flushes): the spans of the whole batch in one ``log_spans`` call
-  (~2.4 ms less per trace);
-- a run's params, metrics and tags go in one ``log_batch``, then one status update.
+  (~2.4 ms less per trace).
+
+Traces go through MLflow's own ``TracingClient``: their storage (trace info, tags,
+metadata, spans, analytics columns, rollups) is MLflow's and changes from release to release.
 
 Writing in a helper process was measured and dropped: the SQLite store takes one writer at
 a time, so the tests' process waited for the helper's transactions when creating its next
@@ -19,34 +19,22 @@ thread cannot help either, the work is Python holding the GIL.
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from pytest_llmops.tracking.sqlruns import RunFinish, Runs, runs_for
+
 if TYPE_CHECKING:
-    from mlflow import MlflowClient
-    from mlflow.entities import Trace
+    from mlflow.entities import Run, Trace
 
 _logger = logging.getLogger(__name__)
 
-PARAM_VALUE_LIMIT = 6000
 TRACE_BATCH = 25
 """Traces kept before they are written together. A run may end in the store before its
 traces do, until the next batch or flush (at the latest when the session ends)."""
-
-
-@dataclass(frozen=True)
-class RunFinish:
-    """The end of a test's run: what to log, then the status."""
-
-    run_id: str
-    status: str
-    end_time_ms: int
-    params: Mapping[str, str] = field(default_factory=dict)
-    metrics: Mapping[str, float] = field(default_factory=dict)
-    tags: Mapping[str, str] = field(default_factory=dict)
 
 
 # -- the writes themselves ------------------------------------------------------------
@@ -94,24 +82,45 @@ def _log_spans(tracing_client: Any, experiment_id: str, pairs: Sequence[tuple[Tr
             tracing_client._upload_trace_data(info, trace.data)
 
 
-def finish_run(client: MlflowClient, finish: RunFinish) -> None:
-    """Log a test run's params, metrics and tags in one batch, then terminate it."""
-    from mlflow.entities import Metric, Param, RunTag
-    from mlflow.exceptions import MlflowException
+class _SqlBatch:
+    """What :func:`write_traces` needs of a ``TracingClient``, for one batch written to MLflow's
+    own SQL store: its ``start_trace`` and ``log_spans``, on a shallow copy of the store
+    whose ``get_experiment`` answers from the batch's first lookup of each experiment.
 
-    metrics = [Metric(k, float(v), finish.end_time_ms, 0) for k, v in finish.metrics.items()]
-    params = [Param(k, str(v)[:PARAM_VALUE_LIMIT]) for k, v in finish.params.items()]
-    tags = [RunTag(k, str(v)) for k, v in finish.tags.items()]
-    try:
-        client.log_batch(finish.run_id, metrics=metrics, params=params, tags=tags)
-    except MlflowException:
-        if not params:
-            raise
-        # The test logged a param of the same name itself, with another value: keep its value.
-        existing = client.get_run(finish.run_id).data.params
-        params = [p for p in params if p.key not in existing]
-        client.log_batch(finish.run_id, metrics=metrics, params=params, tags=tags)
-    client.set_terminated(finish.run_id, finish.status, end_time=finish.end_time_ms)
+    ``start_trace`` reads the experiment for every trace (is it active, where do its
+    artifacts go): ~40 % of its cost on SQLite, measured. The shared store is not touched.
+    """
+
+    def __init__(self, tracing_client: Any, store: Any) -> None:
+        self._client = tracing_client
+        self._store = copy.copy(store)
+        lookup = store.get_experiment
+        experiments: dict[str, Any] = {}
+
+        def get_experiment(experiment_id: str) -> Any:
+            key = str(experiment_id)
+            if key not in experiments:
+                experiments[key] = lookup(experiment_id)
+            return experiments[key]
+
+        self._store.get_experiment = get_experiment
+
+    @classmethod
+    def wrap(cls, tracing_client: Any) -> Any:
+        """The batch view for MLflow's own SQL store, else ``tracing_client`` itself."""
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+        store = tracing_client.store
+        return cls(tracing_client, store) if type(store) is SqlAlchemyStore else tracing_client
+
+    def start_trace(self, trace_info: Any) -> Any:
+        return self._store.start_trace(trace_info)
+
+    def log_spans(self, location: str, spans: list[Any]) -> Any:
+        return self._store.log_spans(location, spans)
+
+    def _upload_trace_data(self, trace_info: Any, trace_data: Any) -> None:
+        self._client._upload_trace_data(trace_info, trace_data)
 
 
 def _message(uri: str, what: str, exc: BaseException) -> str:
@@ -120,18 +129,18 @@ def _message(uri: str, what: str, exc: BaseException) -> str:
 
 
 class _Clients:
-    """An ``MlflowClient`` and a ``TracingClient`` for one URI, made when first needed."""
+    """The run writer and a ``TracingClient`` for one URI, made when first needed."""
 
     def __init__(self, uri: str) -> None:
         self.uri = uri
-        self._pair: tuple[Any, Any] | None = None
+        self._pair: tuple[Runs, Any] | None = None
 
-    def get(self) -> tuple[Any, Any]:
+    def get(self) -> tuple[Runs, Any]:
         if self._pair is None:
             from mlflow import MlflowClient
             from mlflow.tracing.client import TracingClient
 
-            self._pair = (MlflowClient(self.uri), TracingClient(self.uri))
+            self._pair = (runs_for(MlflowClient(self.uri)), TracingClient(self.uri))
         return self._pair
 
 
@@ -151,10 +160,14 @@ class StoreWriter:
         if len(self._traces) >= TRACE_BATCH:
             self.flush()
 
+    def create_run(self, experiment_id: str, name: str, tags: Mapping[str, str], start_time_ms: int) -> Run:
+        """Create a test's run now (an error is the test's: it cannot run untracked)."""
+        return self._clients.get()[0].create(experiment_id, name, tags, start_time_ms)
+
     def finish_run(self, finish: RunFinish) -> None:
         """Write the end of a run now."""
         try:
-            finish_run(self._clients.get()[0], finish)
+            self._clients.get()[0].finish(finish)
         except Exception as exc:
             self._error(_message(self.uri, f"run {finish.run_id}", exc))
 
@@ -164,7 +177,7 @@ class StoreWriter:
         if not traces:
             return
         try:
-            errors = write_traces(self._clients.get()[1], traces)
+            errors = write_traces(_SqlBatch.wrap(self._clients.get()[1]), traces)
         except Exception as exc:
             errors = {trace.info.trace_id: exc for trace in traces}
         for trace_id, error in errors.items():
