@@ -15,7 +15,8 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 
@@ -28,7 +29,9 @@ from pytest_llmops.monitoring import (
     load_traces,
     resolve_ref,
 )
+from pytest_llmops.monitoring.session import baseline_ref
 from pytest_llmops.monitoring.sources import RefError, client_for
+from pytest_llmops.session import session_id_key
 
 # Latency here is the wall time of a mocked call, 2-3 ms, and moves with the machine's load and
 # the first session's warm-up: real drift of the test machine, not of the model. "No drift"
@@ -233,6 +236,34 @@ def test_refs_resolve_to_the_right_traces(store: dict[str, Any]) -> None:
     latest = resolve_ref("session:latest", client)
     assert latest.runs[0].info.run_id == store["shifted"]["parent"]
     assert resolve_ref("session:latest@drift-lab", client).kind == "session"
+
+
+def test_session_latest_can_exclude_a_session(store: dict[str, Any]) -> None:
+    client = client_for(store["uri"])
+
+    before_shift = resolve_ref("session:latest@drift-lab", client, exclude_session="sess-shift")
+
+    assert before_shift.runs[0].info.run_id == store["same"]["parent"]
+    assert len(before_shift.runs) == 1 + 25  # the session's parent run and its tests
+    latest = resolve_ref("session:latest", client, exclude_session="sess-base")
+    assert latest.runs[0].info.run_id == store["shifted"]["parent"]
+    by_id = resolve_ref("session:sess-shift", client, exclude_session="sess-shift")
+    assert by_id.runs[0].info.run_id == store["shifted"]["parent"]  # only session:latest looks at it
+    with pytest.raises(RefError, match="session run other than session 'sess-shift'"):
+        resolve_ref("session:latest@Default", client, exclude_session="sess-shift")
+
+
+def test_a_sessions_baseline_latest_is_the_session_before_it(store: dict[str, Any]) -> None:
+    config = cast(pytest.Config, SimpleNamespace(stash=pytest.Stash()))
+    config.stash[session_id_key] = "sess-shift"  # the session running now
+    uri = store["uri"]
+
+    assert baseline_ref(config, "session:latest", uri) == "session:sess-same"
+    assert baseline_ref(config, "session:latest@drift-lab", uri) == "session:sess-same"
+    assert baseline_ref(config, "drift-lab", uri) == "drift-lab"
+    # Nothing to find: the REF as given, whose resolution says what is wrong.
+    assert baseline_ref(config, "session:latest@nope", uri) == "session:latest@nope"
+    assert baseline_ref(config, "session:latest@Default", uri) == "session:latest@Default"
 
 
 @pytest.mark.parametrize(

@@ -32,29 +32,18 @@ def _tracking_uri(config: pytest.Config) -> str:
 
 
 def baseline_ref(config: pytest.Config, ref: str, uri: str) -> str:
-    """``session:latest[@EXPERIMENT]`` means the latest session *before this one*."""
+    """``session:latest[@EXPERIMENT]`` means the latest session *before this one*: that
+    session's ``session:ID``."""
     if not ref.startswith("session:latest"):
         return ref
     from pytest_llmops.monitoring import sources
 
     client = sources.client_for(uri)
-    experiment = ref.partition("@")[2]
-    if experiment:
-        experiments = [sources._experiment_id(client, experiment, ref)]
-    else:
-        experiments = sources._all_experiment_ids(client)
-    runs = client.search_runs(
-        experiments,
-        filter_string=f"tags.`{sources.SESSION_ROLE_TAG}` = 'session'",
-        order_by=["attributes.start_time DESC"],
-        max_results=50,
-    )
-    mine = session_mod.session_id(config)
-    for run in runs:
-        other = run.data.tags.get(sources.SESSION_ID_TAG)
-        if other and other != mine and run.info.status != "RUNNING":
-            return f"session:{other}"
-    return ref  # nothing earlier: let the REF resolution say so
+    try:
+        resolved = sources.resolve_ref(ref, client, exclude_session=session_mod.session_id(config))
+    except sources.RefError:
+        return ref  # nothing earlier: let the REF resolution say so
+    return f"session:{resolved.runs[0].data.tags[sources.SESSION_ID_TAG]}"
 
 
 def compare(config: pytest.Config, baseline: str, current: str | None = None) -> DriftReport:

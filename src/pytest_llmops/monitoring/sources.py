@@ -9,7 +9,8 @@ REF syntax (the same for the CLI, ``compare_refs`` and ``--llmops-drift-baseline
     The parent run tagged ``llmops.session_id=SESSION_ID`` (searched in every experiment).
 ``session:latest`` or ``session:latest@EXPERIMENT``
     The most recent session parent run that is no longer running (so a session can name the
-    previous one as its baseline).
+    previous one as its baseline). ``resolve_ref(..., exclude_session=ID)`` passes over session
+    ``ID`` (a finished session naming the one before it), and over parent runs without a session id.
 ``experiment:NAME[:FILTER]`` or ``NAME[:FILTER]``
     All traces of the experiment; with FILTER (an MLflow run search filter, e.g.
     ``lab:tags.llmops.mode = 'replay'``) the traces of the runs matching it and of their
@@ -91,15 +92,19 @@ def client_for(tracking_uri: str | None) -> MlflowClient:
     return MlflowClient(tracking_uri=uri)
 
 
-def resolve_ref(ref: str, client: MlflowClient) -> ResolvedRef:
-    """Turn a REF (see the module docstring) into experiments and runs."""
+def resolve_ref(ref: str, client: MlflowClient, *, exclude_session: str | None = None) -> ResolvedRef:
+    """Turn a REF (see the module docstring) into experiments and runs.
+
+    ``exclude_session``: ``session:latest`` means the latest session other than this one (other
+    REFs ignore it).
+    """
     ref = ref.strip()
     if not ref:
         raise RefError("Empty REF: pass a run id, session:ID, session:latest or EXPERIMENT[:FILTER].")
     if ref.startswith("run:"):
         return _from_run(ref, ref.removeprefix("run:"), client)
     if ref.startswith("session:"):
-        return _from_session(ref, ref.removeprefix("session:"), client)
+        return _from_session(ref, ref.removeprefix("session:"), client, exclude_session)
     if ref.startswith("experiment:"):
         name, _, filter_string = ref.removeprefix("experiment:").partition(":")
         return _from_experiment(ref, name, filter_string, client)
@@ -203,7 +208,7 @@ def _from_run(ref: str, run_id: str, client: MlflowClient) -> ResolvedRef:
     return ResolvedRef(ref, kind, f"{kind} {run_id}{children}", [run.info.experiment_id], runs)
 
 
-def _from_session(ref: str, session: str, client: MlflowClient) -> ResolvedRef:
+def _from_session(ref: str, session: str, client: MlflowClient, exclude: str | None = None) -> ResolvedRef:
     experiments = _all_experiment_ids(client)
     role_filter = f"tags.`{SESSION_ROLE_TAG}` = 'session'"
     if session == "latest" or session.startswith("latest@"):
@@ -213,9 +218,12 @@ def _from_session(ref: str, session: str, client: MlflowClient) -> ResolvedRef:
         candidates = client.search_runs(
             experiments, filter_string=role_filter, order_by=["attributes.start_time DESC"], max_results=50
         )
-        finished = [run for run in candidates if run.info.status != "RUNNING"]
+        finished = [run for run in candidates if run.info.status != "RUNNING" and _eligible(run, exclude)]
         if not finished:
-            raise RefError(f"REF {ref!r}: no finished pytest-llmops session run in the tracking store.")
+            other = f" other than session {exclude!r}" if exclude is not None else ""
+            raise RefError(
+                f"REF {ref!r}: no finished pytest-llmops session run{other} in the tracking store."
+            )
         parent = finished[0]
     else:
         found = client.search_runs(
@@ -233,6 +241,15 @@ def _from_session(ref: str, session: str, client: MlflowClient) -> ResolvedRef:
         [parent.info.experiment_id],
         runs,
     )
+
+
+def _eligible(run: Run, exclude: str | None) -> bool:
+    """Whether a session parent run may stand for ``session:latest``: any, without ``exclude``;
+    with it, one tagged with another session id."""
+    if exclude is None:
+        return True
+    session = run.data.tags.get(SESSION_ID_TAG)
+    return bool(session) and session != exclude
 
 
 def _from_experiment(ref: str, name: str, filter_string: str, client: MlflowClient) -> ResolvedRef:
