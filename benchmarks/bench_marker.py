@@ -160,13 +160,17 @@ def build(root: Path, n: int, repetitions: int, naive: bool) -> list[str]:
     return blocks
 
 
-def run_session(n: int, repetitions: int, naive: bool, keep: bool) -> tuple[dict[str, Any], list[str]] | None:
+def run_session(
+    n: int, repetitions: int, naive: bool, keep: bool, inline_traces: bool = False
+) -> tuple[dict[str, Any], list[str]] | None:
     root = Path(tempfile.mkdtemp(prefix="llmops-bench-"))
     try:
         blocks = build(root, n, repetitions, naive)
         out = root / "times.json"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMOPS_", "MLFLOW_", "AZURE_"))}
         env["BENCH_OUT"] = str(out)
+        if inline_traces:
+            env["LLMOPS_TRACE_PROCESS"] = "0"
         command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(root)]
         result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, check=False)
         if result.returncode != 0:
@@ -221,11 +225,16 @@ def main() -> int:
     parser.add_argument("--tests", type=int, default=200, help="tests per block (default 200)")
     parser.add_argument("--repetitions", type=int, default=3, help="pairs of blocks (default 3)")
     parser.add_argument("--naive", action="store_true", help="also measure plain MLflow use, to compare")
+    parser.add_argument(
+        "--inline-traces",
+        action="store_true",
+        help="write traces in the tests' process (LLMOPS_TRACE_PROCESS=0), as under xdist",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the generated projects, print their paths")
     args = parser.parse_args()
     sessions = [("pytest-llmops", False)] + ([("naive MLflow", True)] if args.naive else [])
     for title, naive in sessions:
-        outcome = run_session(args.tests, args.repetitions, naive, args.keep)
+        outcome = run_session(args.tests, args.repetitions, naive, args.keep, args.inline_traces)
         if outcome is None:
             return 1
         report(title, *outcome, args.tests)

@@ -124,9 +124,10 @@ class TrackingPlugin:
     @property
     def writer(self) -> StoreWriter:
         if self._writer is None:
+            from pytest_llmops.tracking import offload
             from pytest_llmops.tracking.writer import StoreWriter
 
-            self._writer = StoreWriter(self.uri)
+            self._writer = StoreWriter(self.uri, offload=offload.wanted(self.uri, self.is_worker))
         return self._writer
 
     # -- one test ---------------------------------------------------------------------

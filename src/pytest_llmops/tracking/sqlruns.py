@@ -21,8 +21,9 @@ and any run whose fast write fails, goes through :class:`ClientRuns` (``MlflowCl
 from __future__ import annotations
 
 import logging
+import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -34,6 +35,8 @@ _logger = logging.getLogger(__name__)
 
 PARAM_VALUE_LIMIT = 6000
 RUN_NAME_TAG = "mlflow.runName"
+BUSY_TIMEOUT_S = 20.0
+"""How long a write waits for another process's (MLflow's own ``busy_timeout``)."""
 
 
 @dataclass(frozen=True)
@@ -96,7 +99,7 @@ class SqlRuns:
     def __init__(self, store: Any, fallback: ClientRuns) -> None:
         from mlflow.store.tracking.dbmodels import models
 
-        self.engine = store.engine
+        self.engine = _engine(store.db_uri)
         self.fallback = fallback
         self._store = store
         self._tables = models
@@ -143,12 +146,13 @@ class SqlRuns:
                 "source_version": "",
                 "lifecycle_stage": "active",
             }
-            with self.engine.begin() as connection:
+            tag_rows = [{"run_uuid": run_id, "key": k, "value": v} for k, v in tags.items()]
+
+            def insert(connection: Any) -> None:
                 connection.execute(self._tables.SqlRun.__table__.insert(), row)
-                connection.execute(
-                    self._tables.SqlTag.__table__.insert(),
-                    [{"run_uuid": run_id, "key": k, "value": v} for k, v in tags.items()],
-                )
+                connection.execute(self._tables.SqlTag.__table__.insert(), tag_rows)
+
+            self._transaction(insert)
         except Exception as exc:  # a schema or store this code does not know: MLflow's way from now on
             self._broken = True
             _logger.warning("pytest-llmops: writing runs through MlflowClient from now on (%s)", exc)
@@ -193,7 +197,8 @@ class SqlRuns:
         if RUN_NAME_TAG in tags:
             values["name"] = tags[RUN_NAME_TAG]
         run = t.SqlRun.__table__
-        with self.engine.begin() as connection:
+
+        def write(connection: Any) -> None:
             ended = connection.execute(
                 run.update()
                 .where(run.c.run_uuid == run_id, run.c.lifecycle_stage == "active")
@@ -237,6 +242,32 @@ class SqlRuns:
                     rows,
                 )
 
+        self._transaction(write)
+
+    def _transaction(self, work: Callable[[Any], None]) -> None:
+        """Run ``work`` in one transaction; while another process writes (SQLite takes one
+        writer at a time), try again every few tenths of a millisecond.
+
+        SQLite's own busy handler sleeps 1, 2, 5, 10 ms... between attempts: with traces
+        written by a helper process (:mod:`.offload`), that made every test wait ~8 ms for
+        locks held ~1 ms. The connections of this writer fail at once instead
+        (``busy_timeout=0``) and retry here.
+        """
+        import sqlalchemy as sa
+
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        delay = 0.0001
+        while True:
+            try:
+                with self.engine.begin() as connection:
+                    work(connection)
+                return
+            except sa.exc.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.002)
+
     @staticmethod
     def _validate(finish: RunFinish) -> tuple[dict[str, str], dict[str, str]]:
         """MLflow's own checks of the batch (keys, values, lengths: ``MlflowException``);
@@ -250,6 +281,22 @@ class SqlRuns:
             [RunTag(k, str(v)) for k, v in finish.tags.items()],
         )
         return {p.key: p.value for p in params}, {t.key: t.value for t in tags}
+
+
+def _engine(uri: str) -> Any:
+    """This writer's own connections to the store's database (not MLflow's pool): foreign
+    keys checked as MLflow has them, no fsync per commit (the store is in WAL mode, see
+    ``store.tune_sqlite``), and no waiting inside SQLite (see ``SqlRuns._transaction``)."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(uri)
+
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        for pragma in ("foreign_keys = ON", "synchronous = NORMAL", "busy_timeout = 0"):
+            dbapi_connection.execute(f"PRAGMA {pragma}")
+
+    sa.event.listen(engine, "connect", on_connect)
+    return engine
 
 
 def runs_for(client: MlflowClient) -> Runs:

@@ -22,9 +22,10 @@ from __future__ import annotations
 import copy
 import logging
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from pytest_llmops.tracking.offload import HelperGone, TraceProcess
 from pytest_llmops.tracking.sqlruns import RunFinish, Runs, runs_for
 
 if TYPE_CHECKING:
@@ -146,16 +147,26 @@ class _Clients:
 
 class StoreWriter:
     """Writes runs' ends as they come and traces in batches, collecting the errors (a
-    tracking failure is reported in the summary; it does not fail the tests)."""
+    tracking failure is reported in the summary; it does not fail the tests).
 
-    def __init__(self, uri: str) -> None:
+    With ``offload``, traces and run ends go to a helper process (:mod:`.offload`) started
+    with the first of them; if it cannot serve, this writer writes them itself.
+    """
+
+    def __init__(self, uri: str, offload: bool = False) -> None:
         self.uri = uri
         self.errors: list[str] = []
         self._clients = _Clients(uri)
         self._traces: list[Trace] = []
+        self._offload = offload
+        self._helper: TraceProcess | None = None
 
     def log_trace(self, trace: Trace) -> None:
         """Write a finished trace (with the next batch)."""
+        helper = self._helper_process()
+        if helper is not None:
+            helper.send(trace)
+            return
         self._traces.append(trace)
         if len(self._traces) >= TRACE_BATCH:
             self.flush()
@@ -165,14 +176,20 @@ class StoreWriter:
         return self._clients.get()[0].create(experiment_id, name, tags, start_time_ms)
 
     def finish_run(self, finish: RunFinish) -> None:
-        """Write the end of a run now."""
+        """Write the end of a run now (the helper's next write, with one)."""
+        helper = self._helper_process()
+        if helper is not None:
+            helper.send_finish(finish)
+            return
         try:
             self._clients.get()[0].finish(finish)
         except Exception as exc:
             self._error(_message(self.uri, f"run {finish.run_id}", exc))
 
     def flush(self) -> None:
-        """Write the traces kept so far."""
+        """Write the traces kept so far (and wait for the helper to write what it has)."""
+        if self._helper is not None:
+            self._ask_helper(self._helper.flush)
         traces, self._traces = self._traces, []
         if not traces:
             return
@@ -183,11 +200,38 @@ class StoreWriter:
         for trace_id, error in errors.items():
             self._error(_message(self.uri, f"trace {trace_id}", error))
 
+    def _helper_process(self) -> TraceProcess | None:
+        if self._helper is None and self._offload:
+            self._offload = False  # one attempt
+            try:
+                self._helper = TraceProcess.start(self.uri)
+            except OSError as exc:
+                _logger.warning("pytest-llmops: writing traces in this process (%s)", exc)
+        return self._helper
+
+    def _ask_helper(self, request: Callable[[], list[str]]) -> None:
+        """Run a request to the helper; if it is gone, take its traces back to write here."""
+        assert self._helper is not None
+        try:
+            for message in request():
+                self._error(message)
+        except HelperGone as exc:
+            _logger.warning("pytest-llmops: writing traces in this process from now on: %s", exc)
+            taken_back, self._helper = self._helper.take_back(), None
+            for item in taken_back:
+                if isinstance(item, RunFinish):
+                    self.finish_run(item)
+                else:
+                    self._traces.append(item)
+
     def _error(self, message: str) -> None:
         _logger.warning(message)
         self.errors.append(message)
 
     def close(self) -> list[str]:
-        """Flush; the errors met, as messages."""
+        """Write everything, stop the helper; the errors met, as messages."""
+        if self._helper is not None:
+            self._ask_helper(self._helper.close)
+            self._helper = None
         self.flush()
         return list(self.errors)

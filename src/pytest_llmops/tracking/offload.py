@@ -1,0 +1,287 @@
+"""Traces and run ends written by a helper process, so that a pytest session without
+xdist uses a second core for them.
+
+Writing one trace to MLflow's SQLite store is ~5 ms of Python in MLflow's ORM (its
+info, tags and metadata rows, then its spans), measured. It is the largest part of what a
+marked test costs, and it need not delay the next test: :class:`TraceProcess` hands each
+finished trace, in MLflow's own JSON form, and each run's end (:class:`.sqlruns.RunFinish`)
+to ``python -m pytest_llmops.tracking.offload URI``, which writes them in order with a
+:class:`~pytest_llmops.tracking.writer.StoreWriter`, the traces of each burst together.
+Runs are still created by the tests' process: their row must exist before the test's code
+may log into them (one short transaction, :mod:`.sqlruns`).
+
+Correct and complete:
+
+- :meth:`TraceProcess.flush` returns once every trace handed over so far is in the store
+  (the helper acknowledges it), with the helper's write errors;
+- a helper that cannot start, dies or stops answering: the traces it has not acknowledged
+  come back to the tests' process, which writes them, and every later one, itself;
+- Ctrl-C reaches the tests' process only (the helper has its own session and ignores
+  SIGINT); at session end the helper is flushed, its input closed, and it exits. If the
+  tests' process dies, the helper reads the end of its input, writes what it has, exits.
+
+Under xdist the workers already keep the cores busy: each writes its own traces.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import queue
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from pytest_llmops.tracking.sqlruns import RunFinish
+
+if TYPE_CHECKING:
+    from mlflow.entities import Trace
+
+_logger = logging.getLogger(__name__)
+
+ANSWER_TIMEOUT_S = 300.0
+"""How long a flush waits for the helper's answer before writing the traces itself."""
+EXIT_TIMEOUT_S = 30.0
+DISABLE_ENV = "LLMOPS_TRACE_PROCESS"
+"""``LLMOPS_TRACE_PROCESS=0`` keeps trace writing in the tests' process."""
+
+
+def wanted(uri: str, under_xdist: bool) -> bool:
+    """Whether a session writes its traces through a helper: a SQLite store (the others
+    are a server's work, or Databricks'), no xdist, more than one core, not switched off."""
+    from pytest_llmops.tracking.store import sqlite_path
+
+    if os.environ.get(DISABLE_ENV, "").strip().lower() in ("0", "false", "no", "off"):
+        return False
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        cores = os.cpu_count() or 1
+    return sqlite_path(uri) is not None and not under_xdist and cores > 1
+
+
+class HelperGone(Exception):
+    """The helper process died, did not start, or stopped answering."""
+
+
+class TraceProcess:
+    """The tests' side of the helper: sends traces, waits for acknowledgements.
+
+    ``send`` never blocks the test: a feeder thread writes to the helper's pipe (the pipe
+    holds 64 KiB; the helper may still be importing mlflow). Called from one thread (the
+    tests'), like the writer it serves.
+    """
+
+    def __init__(self, process: subprocess.Popen[bytes], stderr: IO[bytes]) -> None:
+        self._process = process
+        self._stderr = stderr
+        self._outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._unacknowledged: list[Trace | RunFinish] = []
+        self._flushes = 0
+        self._broken = threading.Event()
+        self._feeder = threading.Thread(target=self._feed, name="llmops-trace-feeder", daemon=True)
+        self._feeder.start()
+
+    @classmethod
+    def start(cls, uri: str) -> TraceProcess:
+        """Start ``python -m pytest_llmops.tracking.offload URI`` (it imports mlflow while
+        the tests go on)."""
+        import pytest_llmops
+
+        env = dict(os.environ)
+        env.pop("PYTEST_CURRENT_TEST", None)  # MLflow adds checks to every session under it
+        source = str(Path(pytest_llmops.__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (source, env.get("PYTHONPATH")) if p)
+        stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pytest_llmops.tracking.offload", uri],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            env=env,
+            start_new_session=True,
+        )
+        return cls(process, stderr)
+
+    # -- sending ------------------------------------------------------------------------
+    def send(self, trace: Trace) -> None:
+        """Hand a finished trace over (written soon, by the helper)."""
+        self._unacknowledged.append(trace)
+        self._outbox.put(b'{"op":"trace","trace":' + trace.to_json().encode() + b"}\n")
+
+    def send_finish(self, finish: RunFinish) -> None:
+        """Hand a run's end over (written in order with the traces)."""
+        self._unacknowledged.append(finish)
+        self._outbox.put(json.dumps({"op": "finish", "finish": dataclasses.asdict(finish)}).encode() + b"\n")
+
+    def _feed(self) -> None:
+        stdin = self._process.stdin
+        assert stdin is not None
+        while True:
+            line = self._outbox.get()
+            if line is None:
+                break
+            try:
+                stdin.write(line)
+                if self._outbox.empty():
+                    stdin.flush()
+            except (BrokenPipeError, OSError, ValueError):
+                self._broken.set()
+                break
+        with contextlib.suppress(OSError):
+            stdin.close()
+
+    # -- waiting ------------------------------------------------------------------------
+    def flush(self) -> list[str]:
+        """Wait until the helper has written every trace sent so far; its error messages.
+        Raises :class:`HelperGone` (see :meth:`take_back`) if it cannot answer."""
+        self._flushes += 1
+        sent = len(self._unacknowledged)
+        self._outbox.put(json.dumps({"op": "flush", "id": self._flushes}).encode() + b"\n")
+        answer = self._answer(self._flushes)
+        del self._unacknowledged[:sent]
+        return list(answer.get("errors", []))
+
+    def _answer(self, flush_id: int) -> dict[str, Any]:
+        stdout = self._process.stdout
+        assert stdout is not None
+        while True:
+            if self._broken.is_set():
+                raise HelperGone(self._why())
+            ready, _, _ = select.select([stdout], [], [], ANSWER_TIMEOUT_S)
+            if not ready:
+                raise HelperGone(f"no answer in {ANSWER_TIMEOUT_S:.0f} s")
+            line = stdout.readline()
+            if not line:
+                raise HelperGone(self._why())
+            answer = json.loads(line)
+            if answer.get("ack") == flush_id:
+                return dict(answer)
+
+    def take_back(self) -> list[Trace | RunFinish]:
+        """After :class:`HelperGone`: stop the helper, and the traces and run ends it did not
+        acknowledge, in order (the caller writes them)."""
+        self.stop()
+        traces, self._unacknowledged = self._unacknowledged, []
+        return traces
+
+    def close(self) -> list[str]:
+        """Flush, end the helper; its error messages."""
+        try:
+            return self.flush()
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        """Close the helper's input and wait for it to exit (killed if it does not)."""
+        self._outbox.put(None)
+        self._feeder.join(EXIT_TIMEOUT_S)
+        try:
+            self._process.wait(EXIT_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        if self._process.stdout is not None:
+            self._process.stdout.close()
+        self._stderr.close()
+
+    def _why(self) -> str:
+        try:
+            code: int | None = self._process.wait(timeout=2)  # its output ended: it is exiting
+        except subprocess.TimeoutExpired:
+            code = None
+        self._stderr.seek(0)
+        tail = self._stderr.read()[-2000:].decode(errors="replace").strip()
+        state = "still running" if code is None else f"exit code {code}"
+        return f"the trace writer process stopped answering ({state}){': ' + tail if tail else ''}"
+
+
+# -- the helper itself ----------------------------------------------------------------
+class _Lines:
+    """Complete lines from a pipe, and whether more are waiting right now."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._buffer = b""
+        self._lines: list[bytes] = []
+        self.ended = False
+
+    def _read(self, timeout: float | None) -> None:
+        ready, _, _ = select.select([self.fd], [], [], timeout)
+        if not ready:
+            return
+        chunk = os.read(self.fd, 1 << 20)
+        if not chunk:
+            self.ended = True
+            return
+        *complete, self._buffer = (self._buffer + chunk).split(b"\n")
+        self._lines.extend(complete)
+
+    def next(self, wait: bool) -> bytes | None:
+        """The next line; None when none is waiting (``wait=False``) or the input ended."""
+        while not self._lines and not self.ended:
+            self._read(None if wait else 0)
+            if not wait:
+                break
+        return self._lines.pop(0) if self._lines else None
+
+
+def serve(uri: str, lines: _Lines, out: IO[str]) -> None:
+    """Read traces and flush requests; write the traces of each burst together."""
+    from mlflow.entities import Trace
+
+    from pytest_llmops.tracking.writer import StoreWriter
+
+    writer = StoreWriter(uri)
+    reported = 0
+
+    def answer(flush_id: int) -> None:
+        nonlocal reported
+        writer.flush()
+        out.write(json.dumps({"ack": flush_id, "errors": writer.errors[reported:]}) + "\n")
+        out.flush()
+        reported = len(writer.errors)
+
+    while True:
+        line = lines.next(wait=True)
+        if line is None:  # the tests' process closed our input (or died): write what is left
+            writer.flush()
+            return
+        while line is not None:
+            message = json.loads(line)
+            if message["op"] == "trace":
+                writer.log_trace(Trace.from_dict(message["trace"]))
+            elif message["op"] == "finish":
+                writer.finish_run(RunFinish(**message["finish"]))
+            elif message["op"] == "flush":
+                answer(int(message["id"]))
+            line = lines.next(wait=False)
+        writer.flush()  # nothing more waiting: write this burst now
+
+
+def main(argv: Sequence[str]) -> int:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from pytest_llmops.tracking import store
+
+    store.import_mlflow()
+    uri = argv[0]
+    from mlflow import MlflowClient
+
+    with store.quiet_mlflow():
+        store.tune_sqlite(MlflowClient(uri), uri)
+        serve(uri, _Lines(sys.stdin.fileno()), sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING)
+    sys.exit(main(sys.argv[1:]))
