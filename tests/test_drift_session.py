@@ -52,3 +52,16 @@ def test_drift_section_and_fixture(pytester: pytest.Pytester, lab_double, double
                 llmops_drift()
     """)
     pytester.runpytest_subprocess("test_check.py").assert_outcomes(passed=2)
+
+
+def test_a_first_session_has_no_latest_session_to_compare_with(pytester: pytest.Pytester) -> None:
+    """``session:latest`` is the latest session *before* this one: on the first there is
+    none, and the section says so instead of comparing the session with itself."""
+    pytester.makepyfile(test_first="import pytest\n\n@pytest.mark.llmops\ndef test_one():\n    pass\n")
+    result = pytester.runpytest_subprocess("--llmops-drift-baseline=session:latest")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([
+        "*llmops: drift against session:latest*",
+        "no comparison: RefError: REF 'session:latest': no finished pytest-llmops session run other than session *",
+    ])
+    assert "No drift detected" not in result.stdout.str()

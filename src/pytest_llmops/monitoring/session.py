@@ -39,10 +39,8 @@ def baseline_ref(config: pytest.Config, ref: str, uri: str) -> str:
     from pytest_llmops.monitoring import sources
 
     client = sources.client_for(uri)
-    try:
-        resolved = sources.resolve_ref(ref, client, exclude_session=session_mod.session_id(config))
-    except sources.RefError:
-        return ref  # nothing earlier: let the REF resolution say so
+    # Nothing earlier (a first session) is a RefError: never this session against itself.
+    resolved = sources.resolve_ref(ref, client, exclude_session=session_mod.session_id(config))
     return f"session:{resolved.runs[0].data.tags[sources.SESSION_ID_TAG]}"
 
 
