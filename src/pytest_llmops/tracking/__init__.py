@@ -11,7 +11,10 @@ Modules:
 - ``runs``: the run of one test (start, outcome, params, metrics) and the lab-compatibility
   shim that nests ``mlflow.start_run()`` under it;
 - ``traces``: ``mlflow.openai.autolog()`` for marked tests, trace capture and metrics;
+- ``sqlruns``: test runs created and ended in one SQL transaction each (MLflow's SQLite
+  store), or through ``MlflowClient`` (any other store);
 - ``writer``: how finished runs and traces are written (in batches, cheap orders);
+- ``offload``: the helper process that writes traces and run ends without xdist;
 - ``summary``: the terminal table and the ``--llmops-report`` file;
 - ``fixtures`` and ``hooks``: the pytest side.
 """

@@ -57,10 +57,13 @@ DISABLE_ENV = "LLMOPS_TRACE_PROCESS"
 
 def wanted(uri: str, under_xdist: bool) -> bool:
     """Whether a session writes its traces through a helper: a SQLite store (the others
-    are a server's work, or Databricks'), no xdist, more than one core, not switched off."""
+    are a server's work, or Databricks'), no xdist, more than one core, POSIX, not
+    switched off."""
     from pytest_llmops.tracking.store import sqlite_path
 
     if os.environ.get(DISABLE_ENV, "").strip().lower() in ("0", "false", "no", "off"):
+        return False
+    if sys.platform == "win32":  # select() on pipes is POSIX
         return False
     try:
         cores = len(os.sched_getaffinity(0))
@@ -163,9 +166,12 @@ class TraceProcess:
             line = stdout.readline()
             if not line:
                 raise HelperGone(self._why())
-            answer = json.loads(line)
-            if answer.get("ack") == flush_id:
-                return dict(answer)
+            try:
+                answer = json.loads(line)
+            except ValueError:
+                continue  # not an answer
+            if isinstance(answer, dict) and answer.get("ack") == flush_id:
+                return answer
 
     def take_back(self) -> list[Trace | RunFinish]:
         """After :class:`HelperGone`: stop the helper, and the traces and run ends it did not
@@ -276,9 +282,12 @@ def main(argv: Sequence[str]) -> int:
     uri = argv[0]
     from mlflow import MlflowClient
 
+    # The answers get their own copy of stdout; anything else printed goes to stderr.
+    answers = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     with store.quiet_mlflow():
         store.tune_sqlite(MlflowClient(uri), uri)
-        serve(uri, _Lines(sys.stdin.fileno()), sys.stdout)
+        serve(uri, _Lines(sys.stdin.fileno()), answers)
     return 0
 
 

@@ -248,10 +248,10 @@ class SqlRuns:
         """Run ``work`` in one transaction; while another process writes (SQLite takes one
         writer at a time), try again every few tenths of a millisecond.
 
-        SQLite's own busy handler sleeps 1, 2, 5, 10 ms... between attempts: with traces
-        written by a helper process (:mod:`.offload`), that made every test wait ~8 ms for
-        locks held ~1 ms. The connections of this writer fail at once instead
-        (``busy_timeout=0``) and retry here.
+        SQLite's own busy handler sleeps 1, 2, 5, 10 ms... between attempts, for locks the
+        helper process (:mod:`.offload`) holds ~2 ms: a marked test cost 6.9 ms with it,
+        4.2-5.5 ms without (``benchmarks/bench_marker.py``). The connections of this writer
+        fail at once instead (``busy_timeout=0``) and retry here.
         """
         import sqlalchemy as sa
 
