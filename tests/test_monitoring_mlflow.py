@@ -261,9 +261,11 @@ def test_a_sessions_baseline_latest_is_the_session_before_it(store: dict[str, An
     assert baseline_ref(config, "session:latest", uri) == "session:sess-same"
     assert baseline_ref(config, "session:latest@drift-lab", uri) == "session:sess-same"
     assert baseline_ref(config, "drift-lab", uri) == "drift-lab"
-    # Nothing to find: the REF as given, whose resolution says what is wrong.
-    assert baseline_ref(config, "session:latest@nope", uri) == "session:latest@nope"
-    assert baseline_ref(config, "session:latest@Default", uri) == "session:latest@Default"
+    # Nothing to find, or nothing but this session: never this session against itself.
+    with pytest.raises(RefError, match="no experiment named 'nope'"):
+        baseline_ref(config, "session:latest@nope", uri)
+    with pytest.raises(RefError, match="session run other than session 'sess-shift'"):
+        baseline_ref(config, "session:latest@Default", uri)
 
 
 @pytest.mark.parametrize(
