@@ -243,3 +243,15 @@ def test_other_stores_use_mlflows_client() -> None:
     from mlflow import MlflowClient
 
     assert isinstance(runs_for(MlflowClient("http://127.0.0.1:9")), ClientRuns)
+
+
+def test_a_deleted_experiment_is_refused_as_mlflow_refuses_it(
+    client: Any, experiment_id: str, writers: dict[str, Any]
+) -> None:
+    from mlflow.exceptions import MlflowException
+
+    client.delete_experiment(experiment_id)
+    for writer in writers.values():
+        with pytest.raises(MlflowException, match="must be in the 'active' state"):
+            writer.create(experiment_id, "n", TAGS, START_MS)
+    assert not writers["fast"]._broken  # other experiments keep the fast path

@@ -127,9 +127,12 @@ class SqlRuns:
 
         tags = {**tags, RUN_NAME_TAG: name}
         user_id = tags.get("mlflow.user", "unknown")
+        run_id = uuid.uuid4().hex
         try:
-            run_id = uuid.uuid4().hex
             artifact_uri = self._artifact_uri(experiment_id, run_id)
+        except ValueError:  # a deleted experiment: MLflow's own error
+            return self.fallback.create(experiment_id, name, tags, start_time_ms)
+        try:
             row = {
                 "run_uuid": run_id,
                 "name": name,
