@@ -367,12 +367,14 @@ def write_many(root: Path, count: int) -> None:
         cb.write(root, "test_many", f"test_ask-{n}", answer)
 
 
-@pytest.mark.parametrize("workers", [2, 4])
+@pytest.mark.parametrize("workers", [0, 2, 4])
 def test_xdist_gives_one_session_run_and_a_child_run_per_test(tmp_path: Path, workers: int) -> None:
+    """Also without xdist (0), where a helper process writes the traces and run ends."""
     count = 200
     write_many(tmp_path, count)
     report = "report.md" if workers == 2 else "report.json"
-    result = run_pytest(tmp_path, "-n", str(workers), f"--llmops-report={report}", "test_many.py")
+    xdist = ["-n", str(workers)] if workers else []
+    result = run_pytest(tmp_path, *xdist, f"--llmops-report={report}", "test_many.py")
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-5000:]
     assert f"{count} passed" in out
@@ -388,7 +390,8 @@ def test_xdist_gives_one_session_run_and_a_child_run_per_test(tmp_path: Path, wo
     assert len(tests) == count
     assert {run.info.status for run in tests} == {"FINISHED"}
     assert {run.data.tags["llmops.outcome"] for run in tests} == {"passed"}
-    assert {run.data.tags["llmops.worker"] for run in tests} == {f"gw{i}" for i in range(workers)}
+    assert {run.data.tags["llmops.worker"] for run in tests} == ({f"gw{i}" for i in range(workers)} or {"main"})
+    assert {run.data.metrics["llmops.llm_calls"] for run in tests} == {1.0}
     assert len(client.search_runs([experiment.experiment_id], max_results=1000)) == count + 1  # nothing else
     run_of = {run.data.tags["llmops.nodeid"]: run for run in tests}
     assert len(run_of) == count
