@@ -105,6 +105,16 @@ def two_stores(tmp_path: Path) -> dict[str, tuple[str, Any, str]]:
     return {name: new_store(tmp_path / name / "mlflow.db") for name in ("inline", "helper")}
 
 
+def started(writer: StoreWriter, timeout: float = 60) -> StoreWriter:
+    """The writer once its helper is ready (it writes everything itself until then)."""
+    writer._helper_process()
+    deadline = time.monotonic() + timeout
+    while writer._helper_process() is None:
+        assert writer._helper is not None and time.monotonic() < deadline, "the helper did not start"
+        time.sleep(0.05)
+    return writer
+
+
 def write(writer: StoreWriter, traces: list[Any], finishes: list[RunFinish] = ()) -> list[str]:  # type: ignore[assignment]
     for trace in traces:
         writer.log_trace(trace)
@@ -122,7 +132,7 @@ def test_the_helper_writes_what_the_tests_process_writes(two_stores: dict[str, A
         finish = RunFinish(
             run.info.run_id, "FAILED", 1, {"p": "1"}, {"llmops.llm_calls": 30.0}, {"o": "failed"}
         )
-        writer = StoreWriter(uri, offload=name == "helper")
+        writer = started(StoreWriter(uri, offload=True)) if name == "helper" else StoreWriter(uri)
         assert write(writer, traces, [finish]) == []
         assert (writer._helper is not None) == (name == "helper")
         # flush returned: everything is in the store already
@@ -151,7 +161,7 @@ def test_the_helper_writes_what_the_tests_process_writes(two_stores: dict[str, A
 def test_errors_of_the_helper_reach_the_summary(tmp_path: Path) -> None:
     uri, client, experiment_id = new_store(tmp_path / "mlflow.db")
     run = client.create_run(experiment_id)
-    writer = StoreWriter(uri, offload=True)
+    writer = started(StoreWriter(uri, offload=True))
     errors = write(writer, [], [RunFinish("0" * 32, "FINISHED", 1, metrics={"m": 1.0})])
     assert writer._helper is not None
     assert len(errors) == 1 and f"could not write run {'0' * 32} to {uri}" in errors[0]
@@ -164,7 +174,7 @@ def test_a_helper_that_dies_gives_its_traces_back(tmp_path: Path, caplog: pytest
     uri, client, experiment_id = new_store(tmp_path / "mlflow.db")
     run = client.create_run(experiment_id)
     traces = make_traces(uri, run.info.run_id, 12)
-    writer = StoreWriter(uri, offload=True)
+    writer = started(StoreWriter(uri, offload=True))
     for trace in traces[:6]:
         writer.log_trace(trace)
     writer.finish_run(RunFinish(run.info.run_id, "FINISHED", 1, metrics={"m": 1.0}))
@@ -199,15 +209,47 @@ def test_a_helper_that_cannot_start_says_why(
 
     monkeypatch.setattr(offload.subprocess, "Popen", broken_python)
     writer = StoreWriter(uri, offload=True)
-    with caplog.at_level("WARNING", logger="pytest_llmops.tracking.writer"):
+    writer._helper_process()
+    assert writer._helper is not None
+    writer._helper._process.wait(60)
+    with caplog.at_level("WARNING", logger="pytest_llmops.tracking.offload"):
         assert write(writer, make_traces(uri, run.info.run_id, 3)) == []
     assert "exit code 1" in caplog.text and "No module named pytest_llmops" in caplog.text
     assert len(client.search_traces(locations=[experiment_id], max_results=100)) == 3
+    assert writer.close() == []
+
+
+def test_a_short_session_never_waits_for_the_helper(tmp_path: Path) -> None:
+    """Until the helper has imported mlflow the tests' process writes everything itself, and
+    a helper still starting at the end is stopped, not waited for."""
+    uri, client, experiment_id = new_store(tmp_path / "mlflow.db")
+    run = client.create_run(experiment_id)
+    writer = StoreWriter(uri, offload=True)
+    start = time.monotonic()
+    assert write(writer, make_traces(uri, run.info.run_id, 2)) == []
+    assert writer._helper is not None and not writer._helper.ready
+    helper = writer._helper._process
+    assert writer.close() == []
+    assert time.monotonic() - start < 1.5, "waited for the helper"
+    assert helper.poll() is not None
+    assert len(client.search_traces(locations=[experiment_id], max_results=100)) == 2
 
 
 HELPER_LIFE = """
 import os, signal, time
 import pytest
+from pytest_llmops.tracking import hooks
+
+@pytest.mark.llmops
+def test_a_first():
+    pass
+
+def test_b_helper_ready():
+    writer = hooks.get(pytest.llmops_config).writer
+    writer._helper_process()
+    while writer._helper_process() is None:
+        assert writer._helper is not None
+        time.sleep(0.05)
 
 @pytest.mark.llmops
 @pytest.mark.parametrize("i", range(5))
@@ -218,7 +260,6 @@ def test_traced(i):
 
 @pytest.mark.llmops
 def test_last():
-    from pytest_llmops.tracking import hooks
     helper = hooks.get(pytest.llmops_config)._writer._helper
     with open("helper.pid", "w") as out:
         out.write(str(helper._process.pid))

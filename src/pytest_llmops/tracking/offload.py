@@ -10,6 +10,9 @@ to ``python -m pytest_llmops.tracking.offload URI``, which writes them in order 
 Runs are still created by the tests' process: their row must exist before the test's code
 may log into them (one short transaction, :mod:`.sqlruns`).
 
+The helper is started with the first write and takes over once it has imported mlflow
+(~2 s): until then, and in sessions shorter than that, the tests' process writes itself.
+
 Correct and complete:
 
 - :meth:`TraceProcess.flush` returns once every trace handed over so far is in the store
@@ -90,6 +93,7 @@ class TraceProcess:
         self._outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._unacknowledged: list[Trace | RunFinish] = []
         self._flushes = 0
+        self._ready = False
         self._broken = threading.Event()
         self._feeder = threading.Thread(target=self._feed, name="llmops-trace-feeder", daemon=True)
         self._feeder.start()
@@ -114,6 +118,21 @@ class TraceProcess:
             start_new_session=True,
         )
         return cls(process, stderr)
+
+    @property
+    def ready(self) -> bool:
+        """Whether the helper has started (imported mlflow, opened the store: ~2 s). Until
+        then the tests' process writes everything itself: it never waits for the helper to
+        start, and a short session never does."""
+        stdout = self._process.stdout
+        waiting = not self._ready and stdout is not None and not stdout.closed
+        if waiting and stdout is not None and select.select([stdout], [], [], 0)[0]:
+            line = stdout.readline()
+            self._ready = line.startswith(b'{"ready"')
+            if not self._ready:  # it died while starting: stays not ready
+                _logger.warning("pytest-llmops: writing traces in this process: %s", self._why())
+                self.stop()
+        return self._ready
 
     # -- sending ------------------------------------------------------------------------
     def send(self, trace: Trace) -> None:
@@ -188,7 +207,10 @@ class TraceProcess:
             self.stop()
 
     def stop(self) -> None:
-        """Close the helper's input and wait for it to exit (killed if it does not)."""
+        """Close the helper's input and wait for it to exit (killed if it does not; at once
+        if it has not started: it holds nothing)."""
+        if not self._ready:
+            self._process.kill()
         self._outbox.put(None)
         self._feeder.join(EXIT_TIMEOUT_S)
         try:
@@ -287,6 +309,8 @@ def main(argv: Sequence[str]) -> int:
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     with store.quiet_mlflow():
         store.tune_sqlite(MlflowClient(uri), uri)
+        answers.write(json.dumps({"ready": True}) + "\n")
+        answers.flush()
         serve(uri, _Lines(sys.stdin.fileno()), answers)
     return 0
 

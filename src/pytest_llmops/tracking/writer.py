@@ -152,7 +152,8 @@ class StoreWriter:
     tracking failure is reported in the summary; it does not fail the tests).
 
     With ``offload``, traces and run ends go to a helper process (:mod:`.offload`) started
-    with the first of them; if it cannot serve, this writer writes them itself.
+    with the first of them, once it is ready; until then, or if it cannot serve, this
+    writer writes them itself.
     """
 
     def __init__(self, uri: str, offload: bool = False) -> None:
@@ -190,7 +191,7 @@ class StoreWriter:
 
     def flush(self) -> None:
         """Write the traces kept so far (and wait for the helper to write what it has)."""
-        if self._helper is not None:
+        if self._helper is not None and self._helper.ready:
             self._ask_helper(self._helper.flush)
         traces, self._traces = self._traces, []
         if not traces:
@@ -209,7 +210,7 @@ class StoreWriter:
                 self._helper = TraceProcess.start(self.uri)
             except OSError as exc:
                 _logger.warning("pytest-llmops: writing traces in this process (%s)", exc)
-        return self._helper
+        return self._helper if self._helper is not None and self._helper.ready else None
 
     def _ask_helper(self, request: Callable[[], list[str]]) -> None:
         """Run a request to the helper; if it is gone, take its traces back to write here."""
@@ -233,7 +234,10 @@ class StoreWriter:
     def close(self) -> list[str]:
         """Write everything, stop the helper; the errors met, as messages."""
         if self._helper is not None:
-            self._ask_helper(self._helper.close)
+            if self._helper.ready:
+                self._ask_helper(self._helper.close)
+            else:
+                self._helper.stop()  # still starting: it was handed nothing
             self._helper = None
         self.flush()
         return list(self.errors)
