@@ -28,6 +28,7 @@ Under xdist the workers already keep the cores busy: each writes its own traces.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import json
@@ -240,7 +241,7 @@ class _Lines:
     def __init__(self, fd: int) -> None:
         self.fd = fd
         self._buffer = b""
-        self._lines: list[bytes] = []
+        self._lines: collections.deque[bytes] = collections.deque()
         self.ended = False
 
     def _read(self, timeout: float | None) -> None:
@@ -260,7 +261,7 @@ class _Lines:
             self._read(None if wait else 0)
             if not wait:
                 break
-        return self._lines.pop(0) if self._lines else None
+        return self._lines.popleft() if self._lines else None
 
 
 def serve(uri: str, lines: _Lines, out: IO[str]) -> None:
