@@ -259,7 +259,7 @@ def test_a_sessions_baseline_latest_is_the_session_before_it(store: dict[str, An
     uri = store["uri"]
 
     assert baseline_ref(config, "session:latest", uri) == "session:sess-same"
-    assert baseline_ref(config, "session:latest@drift-lab", uri) == "session:sess-same"
+    assert baseline_ref(config, "session:latest@drift-lab", uri) == "session:sess-same@drift-lab"
     assert baseline_ref(config, "drift-lab", uri) == "drift-lab"
     # Nothing to find, or nothing but this session: never this session against itself.
     with pytest.raises(RefError, match="no experiment named 'nope'"):
@@ -452,3 +452,30 @@ def test_cli_log_run_logs_into_an_existing_run(
         "drift/report.txt",
     }
     assert target in capsys.readouterr().err
+
+
+def test_a_session_in_several_experiments_is_named_with_its_experiment(tmp_path: Path) -> None:
+    """One pytest session that tracked tests in two experiments has a parent run in each:
+    ``session:ID@EXPERIMENT`` picks one (and so does a session's ``session:latest@EXP``)."""
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    parents = {}
+    for name in ("jokes", "facts"):
+        experiment_id = client.create_experiment(name, artifact_location=(tmp_path / name).as_uri())
+        tags = {"llmops.role": "session", "llmops.session_id": "s1"}
+        parent = client.create_run(experiment_id, tags=tags)
+        client.set_terminated(parent.info.run_id)
+        parents[name] = parent.info.run_id
+
+    for name, run_id in parents.items():
+        assert resolve_ref(f"session:s1@{name}", client).runs[0].info.run_id == run_id
+    assert resolve_ref("session:s1", client).runs[0].info.run_id in parents.values()
+    with pytest.raises(RefError, match="no experiment named 'nope'"):
+        resolve_ref("session:s1@nope", client)
+
+    config = cast(pytest.Config, SimpleNamespace(stash=pytest.Stash()))
+    config.stash[session_id_key] = "s2"
+    assert baseline_ref(config, "session:latest@facts", uri) == "session:s1@facts"
+    assert load_traces(baseline_ref(config, "session:latest@facts", uri), uri) == []

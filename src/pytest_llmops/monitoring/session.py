@@ -33,7 +33,7 @@ def _tracking_uri(config: pytest.Config) -> str:
 
 def baseline_ref(config: pytest.Config, ref: str, uri: str) -> str:
     """``session:latest[@EXPERIMENT]`` means the latest session *before this one*: that
-    session's ``session:ID``."""
+    session's ``session:ID[@EXPERIMENT]``."""
     if not ref.startswith("session:latest"):
         return ref
     from pytest_llmops.monitoring import sources
@@ -41,7 +41,9 @@ def baseline_ref(config: pytest.Config, ref: str, uri: str) -> str:
     client = sources.client_for(uri)
     # Nothing earlier (a first session) is a RefError: never this session against itself.
     resolved = sources.resolve_ref(ref, client, exclude_session=session_mod.session_id(config))
-    return f"session:{resolved.runs[0].data.tags[sources.SESSION_ID_TAG]}"
+    experiment = ref.partition("@")[2]
+    session = resolved.runs[0].data.tags[sources.SESSION_ID_TAG]
+    return f"session:{session}@{experiment}" if experiment else f"session:{session}"
 
 
 def compare(config: pytest.Config, baseline: str, current: str | None = None) -> DriftReport:

@@ -5,8 +5,10 @@ REF syntax (the same for the CLI, ``compare_refs`` and ``--llmops-drift-baseline
 ``run:RUN_ID`` or a bare 32-hex-digit run id
     The run's own traces; if it is a session's parent run (tag ``llmops.role=session``) or has
     child runs, the traces of all its descendants as well.
-``session:SESSION_ID``
-    The parent run tagged ``llmops.session_id=SESSION_ID`` (searched in every experiment).
+``session:SESSION_ID`` or ``session:SESSION_ID@EXPERIMENT``
+    The parent run tagged ``llmops.session_id=SESSION_ID`` (searched in every experiment, or
+    in EXPERIMENT: a session that tracked tests in several experiments has a parent run in
+    each).
 ``session:latest`` or ``session:latest@EXPERIMENT``
     The most recent session parent run that is no longer running (so a session can name the
     previous one as its baseline). ``resolve_ref(..., exclude_session=ID)`` passes over session
@@ -226,6 +228,9 @@ def _from_session(ref: str, session: str, client: MlflowClient, exclude: str | N
             )
         parent = finished[0]
     else:
+        session, _, experiment_name = session.partition("@")
+        if experiment_name:
+            experiments = [_experiment_id(client, experiment_name, ref)]
         found = client.search_runs(
             experiments, filter_string=f"{role_filter} and tags.`{SESSION_ID_TAG}` = '{_quote(session)}'"
         )
