@@ -197,8 +197,8 @@ class TraceProcess:
         """After :class:`HelperGone`: stop the helper, and the traces and run ends it did not
         acknowledge, in order (the caller writes them)."""
         self.stop()
-        traces, self._unacknowledged = self._unacknowledged, []
-        return traces
+        items, self._unacknowledged = self._unacknowledged, []
+        return items
 
     def close(self) -> list[str]:
         """Flush, end the helper; its error messages."""

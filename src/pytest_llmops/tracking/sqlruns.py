@@ -13,7 +13,7 @@ each (~0.5 ms).
 
 Used only where that equivalence is tested (``tests/test_sqlruns.py`` writes the same runs
 both ways and compares what ``MlflowClient`` reads back): MLflow's own ``SqlAlchemyStore``
-(not a subclass: workspace-aware stores scope their queries) on SQLite. Its schema is the
+(:func:`is_mlflow_sql_store`) on SQLite. Its schema is the
 installed MLflow's: the store refuses to open an out-of-date database. Every other store,
 and any run whose fast write fails, goes through :class:`ClientRuns` (``MlflowClient``).
 """
@@ -51,6 +51,25 @@ class RunFinish:
     tags: Mapping[str, str] = field(default_factory=dict)
 
 
+def batch(finish: RunFinish) -> tuple[list[Any], list[Any], list[Any]]:
+    """The run end's metrics, params (cut to MLflow's limit) and tags as MLflow entities."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    return (
+        [Metric(k, float(v), finish.end_time_ms, 0) for k, v in finish.metrics.items()],
+        [Param(k, str(v)[:PARAM_VALUE_LIMIT]) for k, v in finish.params.items()],
+        [RunTag(k, str(v)) for k, v in finish.tags.items()],
+    )
+
+
+def is_mlflow_sql_store(store: Any) -> bool:
+    """Whether ``store`` is MLflow's own ``SqlAlchemyStore`` (not a subclass: workspace-aware
+    stores scope their queries), whose writes this package may take shortcuts with."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    return type(store) is SqlAlchemyStore
+
+
 class Runs(Protocol):
     """Starts and ends the runs of tests."""
 
@@ -70,13 +89,10 @@ class ClientRuns:
 
     def finish(self, finish: RunFinish) -> None:
         """Log the params, metrics and tags in one batch, then terminate the run."""
-        from mlflow.entities import Metric, Param, RunTag
         from mlflow.exceptions import MlflowException
 
         client = self.client
-        metrics = [Metric(k, float(v), finish.end_time_ms, 0) for k, v in finish.metrics.items()]
-        params = [Param(k, str(v)[:PARAM_VALUE_LIMIT]) for k, v in finish.params.items()]
-        tags = [RunTag(k, str(v)) for k, v in finish.tags.items()]
+        metrics, params, tags = batch(finish)
         try:
             client.log_batch(finish.run_id, metrics=metrics, params=params, tags=tags)
         except MlflowException:
@@ -275,14 +291,9 @@ class SqlRuns:
     def _validate(finish: RunFinish) -> tuple[dict[str, str], dict[str, str]]:
         """MLflow's own checks of the batch (keys, values, lengths: ``MlflowException``);
         the params and tags as MLflow would store them."""
-        from mlflow.entities import Metric, Param, RunTag
         from mlflow.utils.validation import _validate_batch_log_data
 
-        _, params, tags = _validate_batch_log_data(  # type: ignore[no-untyped-call]
-            [Metric(k, float(v), finish.end_time_ms, 0) for k, v in finish.metrics.items()],
-            [Param(k, str(v)[:PARAM_VALUE_LIMIT]) for k, v in finish.params.items()],
-            [RunTag(k, str(v)) for k, v in finish.tags.items()],
-        )
+        _, params, tags = _validate_batch_log_data(*batch(finish))  # type: ignore[no-untyped-call]
         return {p.key: p.value for p in params}, {t.key: t.value for t in tags}
 
 
@@ -306,10 +317,6 @@ def runs_for(client: MlflowClient) -> Runs:
     """:class:`SqlRuns` for MLflow's own SQL store on SQLite, else :class:`ClientRuns`."""
     fallback = ClientRuns(client)
     store = getattr(getattr(client, "_tracking_client", None), "store", None)
-    try:
-        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-    except ImportError:  # pragma: no cover - mlflow without its SQL store
-        return fallback
-    if type(store) is SqlAlchemyStore and getattr(store, "db_type", None) == "sqlite":
+    if is_mlflow_sql_store(store) and getattr(store, "db_type", None) == "sqlite":
         return SqlRuns(store, fallback)
     return fallback

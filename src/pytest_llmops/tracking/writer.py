@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pytest_llmops.tracking.offload import HelperGone, TraceProcess
-from pytest_llmops.tracking.sqlruns import RunFinish, Runs, runs_for
+from pytest_llmops.tracking.sqlruns import RunFinish, Runs, is_mlflow_sql_store, runs_for
 
 if TYPE_CHECKING:
     from mlflow.entities import Run, Trace
@@ -111,10 +111,8 @@ class _SqlBatch:
     @classmethod
     def wrap(cls, tracing_client: Any) -> Any:
         """The batch view for MLflow's own SQL store, else ``tracing_client`` itself."""
-        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-
         store = tracing_client.store
-        return cls(tracing_client, store) if type(store) is SqlAlchemyStore else tracing_client
+        return cls(tracing_client, store) if is_mlflow_sql_store(store) else tracing_client
 
     def start_trace(self, trace_info: Any) -> Any:
         return self._store.start_trace(trace_info)
