@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 
 class LLMOpsError(Exception):
     """Base class of the plugin's errors."""
@@ -18,6 +20,20 @@ class CassetteError(LLMOpsError):
             "(against the real service or a local double)."
         )
         super().__init__(f"Cassette {self.path} cannot be used: {problem}\n{fix}")
+
+
+class CassetteWriteError(LLMOpsError):
+    """A cassette could not be written: its folder is full, read-only or not writable."""
+
+    def __init__(self, path: object, why: str) -> None:
+        self.path = str(path)
+        folder = os.path.dirname(self.path) or "."
+        super().__init__(
+            f"Cannot write cassette {self.path}: its folder {folder} cannot take it ({why}). Nothing "
+            "was written and the previous file, if any, is unchanged. Free space or make the folder "
+            "writable (or point the `llmops_cassette_dir` ini option at another folder), then "
+            "record again with `pytest --llmops-record`."
+        )
 
 
 class ReplayMiss(LLMOpsError):
@@ -44,6 +60,10 @@ class SecretLeak(LLMOpsError):
             "hook of your conftest.py (recorder.add_secret(value) or recorder.add_sanitizer(fn)), "
             "then record again with `pytest --llmops-record`."
         )
+
+
+class UnrecordedRequests(UserWarning):
+    """Record mode: a test without a cassette made HTTP requests; nothing was recorded."""
 
 
 class MissingCredential(LLMOpsError):

@@ -24,6 +24,7 @@ from pytest_llmops.cassettes.fixtures import (  # noqa: F401 - fixtures
     llmops_cassette_dir,
     llmops_mode,
     llmops_recorder,
+    llmops_unrecorded_requests,
     reports_key,
 )
 from pytest_llmops.databricks.fixtures import (  # noqa: F401 - fixtures
@@ -40,6 +41,11 @@ from pytest_llmops.tracking.fixtures import llmops_run, llmops_traces, mlflow_ex
 from pytest_llmops.validation import cassette_options, run_options
 
 _sealed_key = pytest.StashKey[bool]()
+_replay_env_key = pytest.StashKey[dict[str, str]]()
+PACING_NUMBERS = (
+    "llmops_tokens_per_minute", "llmops_requests_per_minute", "llmops_rate_limit_window",
+    "llmops_max_429_retries",
+)
 STALE_PROPERTY = "llmops_stale_cassettes"
 
 CASSETTE_FIXTURES = frozenset({
@@ -64,8 +70,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--llmops-record", action="store_true", default=False,
-        help="run against the real services and (re)write the cassettes of passing tests "
-        "(LLMOPS_MODE=record).",
+        help="run against the real services and (re)write the cassettes of every test whose body ran "
+        "(LLMOPS_MODE=record); the short form of --llmops-record-mode=all.",
+    )
+    group.addoption(
+        "--llmops-record-mode", metavar="MODE", default=None,
+        help="record, choosing what: all (re-record every test), missing (replay the tests that have "
+        "a cassette, record the others), new (as missing, and append the requests a cassette lacks). "
+        "LLMOPS_RECORD_MODE when not given.",
     )
     group.addoption(
         "--llmops-provision", action="store_true", default=False,
@@ -95,6 +107,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "session:latest[@EXPERIMENT] or EXPERIMENT[:FILTER].",
     )
     parser.addini("llmops_cassette_dir", "folder of cassettes, relative to the rootdir", default="cassettes")
+    parser.addini(
+        "llmops_cassettes", "which tests get a cassette: fixtures (tests using an llmops fixture or marker, "
+        "the default) or all (every test; a file is written only for tests that made requests)",
+        default="fixtures",
+    )
     parser.addini("llmops_tracking_uri", "MLflow tracking URI", default="")
     parser.addini("llmops_experiment", "MLflow experiment name", default="")
     parser.addini(
@@ -136,7 +153,8 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     for marker in MARKERS:
         config.addinivalue_line("markers", marker)
-    settings = settings_mod.from_config(config)
+    settings = settings_mod.from_config(config)  # a usage error for any wrong option or variable
+    _check_ini(config)
     config.stash[settings_mod.settings_key] = settings
     tracking_hooks.register(config)  # MLflow runs per marked test; its hooks live on the object
     drift_session.register(config)  # --llmops-drift-baseline
@@ -147,13 +165,31 @@ def pytest_configure(config: pytest.Config) -> None:
 
         network.seal(allowed_hosts=_explicit_hosts(settings.tracking_uri))
         config.stash[_sealed_key] = True
+        from pytest_llmops.cassettes import replay_env
+
+        config.stash[_replay_env_key] = replay_env.apply()
+
+
+def _check_ini(config: pytest.Config) -> None:
+    """The ini values read later, checked now: one usage error instead of one per test."""
+    try:
+        config.getini("llmops_pacing")
+    except ValueError as exc:
+        raise pytest.UsageError(
+            f"llmops_pacing: {exc}. Use true or false, e.g. `llmops_pacing = false`."
+        ) from exc
+    if any(str(config.getini(name) or "").strip() for name in PACING_NUMBERS):
+        from pytest_llmops import pacing
+
+        pacing.options(config)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     if config.stash.get(_sealed_key, False):
-        from pytest_llmops.cassettes import network
+        from pytest_llmops.cassettes import network, replay_env
 
         network.unseal()
+        replay_env.restore(config.stash.get(_replay_env_key, {}))
 
 
 def _explicit_hosts(tracking_uri: str | None) -> list[str]:
@@ -178,6 +214,8 @@ def _explicit_hosts(tracking_uri: str | None) -> list[str]:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Validate marker arguments early, and give marked tests their cassette."""
+    settings = settings_mod.get(config)
+    every_test = settings.cassettes == "all"
     for item in items:
         cassette_mark = item.get_closest_marker("llmops_cassette")
         run_mark = item.get_closest_marker("llmops")
@@ -189,8 +227,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             continue
         # A cassette covers all HTTP of a test that is marked or uses any llmops fixture.
         marked = cassette_mark is not None or run_mark is not None
-        if marked or not CASSETTE_FIXTURES.isdisjoint(item.fixturenames):
+        if every_test or marked or not CASSETTE_FIXTURES.isdisjoint(item.fixturenames):
             _use_fixture(item, "llmops_cassette")
+        elif settings.mode == "record" and "llmops_cassette" not in item.fixturenames:
+            _use_fixture(item, "llmops_unrecorded_requests")  # warns when it makes requests
 
 
 def _use_fixture(item: pytest.Function, name: str) -> None:
@@ -218,10 +258,32 @@ def pytest_runtest_makereport(
             f"\n(raised to the test as {excinfo.typename}: {excinfo.value})"
         )
         report.longrepr = f"{cassette.misses[0]}{_where(item, excinfo)}{wrapped}"
+    elif cassette is None and settings_mod.get(item.config).is_replay and _sealed_out(excinfo.value):
+        from pytest_llmops.cassettes.advice import no_cassette
+
+        blocked = _sealed_out(excinfo.value)
+        what = f"its requests cannot be replayed and the sealed network refused one ({blocked})"
+        report.longrepr = f"NetworkBlocked: {no_cassette(item.nodeid, what)}{_where(item, excinfo)}"
     elif excinfo.errisinstance(LLMOpsError):
         # The plugin's errors say what happened and how to fix it: no traceback needed.
         report.longrepr = f"{excinfo.typename}: {excinfo.value}{_where(item, excinfo)}"
     return report
+
+
+def _sealed_out(error: BaseException | None, depth: int = 0) -> str | None:
+    """The refusal of the replay seal behind ``error`` (clients wrap it), if there is one."""
+    from pytest_llmops.cassettes.network import NetworkBlocked
+
+    if error is None or depth > 10:
+        return None
+    if isinstance(error, NetworkBlocked):
+        return str(error).split(":", 1)[-1].split("(", 1)[0].strip() or str(error)
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            found = _sealed_out(inner, depth + 1)
+            if found:
+                return found
+    return _sealed_out(error.__cause__ or error.__context__, depth + 1)
 
 
 def _where(item: pytest.Item, excinfo: pytest.ExceptionInfo[BaseException]) -> str:

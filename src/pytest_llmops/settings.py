@@ -1,7 +1,11 @@
 """The mode and options of a pytest session, resolved once into a frozen dataclass.
 
 Precedence, decided here and nowhere else:
-- mode: ``--llmops-live``/``--llmops-record``, then ``LLMOPS_MODE``, then replay;
+- mode: ``--llmops-live``/``--llmops-record``/``--llmops-record-mode``, then ``LLMOPS_MODE``
+  and ``LLMOPS_RECORD_MODE``, then replay;
+- record mode: ``--llmops-record-mode``, then (``--llmops-record`` being the short form of
+  ``all``) ``LLMOPS_RECORD_MODE`` when the command line chose no mode, then ``all``;
+- which tests get a cassette: the ``llmops_cassettes`` ini option (``fixtures`` or ``all``);
 - tracking URI: ``--llmops-tracking-uri``, then the ``llmops_tracking_uri`` ini option,
   then ``MLFLOW_TRACKING_URI``, then the embedded store (None here);
 - experiment: ``--llmops-experiment``, then the ``llmops_experiment`` ini option.
@@ -21,6 +25,10 @@ if TYPE_CHECKING:
 
 Mode = Literal["replay", "live", "record"]
 MODES: tuple[Mode, ...] = ("replay", "live", "record")
+RecordMode = Literal["all", "missing", "new"]
+RECORD_MODES: tuple[RecordMode, ...] = ("all", "missing", "new")
+CassetteScope = Literal["fixtures", "all"]
+CASSETTE_SCOPES: tuple[CassetteScope, ...] = ("fixtures", "all")
 
 settings_key = pytest.StashKey["Settings"]()
 
@@ -32,6 +40,11 @@ class Settings:
     mode: Mode
     rootdir: Path
     cassette_dir: Path
+    record_mode: RecordMode = "all"
+    """In record mode: ``all`` re-records every test, ``missing`` only tests without a
+    cassette, ``new`` also appends the requests a cassette lacks."""
+    cassettes: CassetteScope = "fixtures"
+    """``fixtures``: tests that use an llmops fixture or marker get a cassette; ``all``: every test."""
     provision: bool = False
     keep_resources: bool = False
     strict: bool = False
@@ -51,26 +64,61 @@ class Settings:
         return self.mode != "replay"
 
 
-def resolve_mode(live: bool, record: bool, environ: Mapping[str, str]) -> Mode:
-    """The mode from the flags, else ``LLMOPS_MODE``, else replay."""
-    if live and record:
+def _env_choice(environ: Mapping[str, str], name: str, choices: tuple[str, ...], noun: str) -> str | None:
+    value = environ.get(name, "").strip().lower()
+    if not value:
+        return None
+    if value not in choices:
         raise pytest.UsageError(
-            "--llmops-live and --llmops-record contradict each other: live runs neither read nor "
+            f"{name}={environ[name]!r} is not {noun}. Use one of: {', '.join(choices)} (for example "
+            f"`{name}={choices[-1]} pytest`), or unset it."
+        )
+    return value
+
+
+def resolve_mode(
+    live: bool, record: bool, environ: Mapping[str, str], record_mode: str | None = None
+) -> tuple[Mode, RecordMode]:
+    """The mode and record mode from the flags, else ``LLMOPS_MODE``/``LLMOPS_RECORD_MODE``,
+    else replay. The command line wins over the environment."""
+    if record_mode is not None and record_mode not in RECORD_MODES:
+        raise pytest.UsageError(
+            f"--llmops-record-mode={record_mode!r} is not one of {', '.join(RECORD_MODES)}. Example: "
+            "`pytest --llmops-record-mode=missing` records only the tests that have no cassette yet."
+        )
+    if live and (record or record_mode):
+        flag = "--llmops-record" if record else "--llmops-record-mode"
+        raise pytest.UsageError(
+            f"--llmops-live and {flag} contradict each other: live runs neither read nor "
             "write cassettes, record writes them. Pass one of them."
         )
     if live:
-        return "live"
+        return "live", "all"
+    if record_mode:
+        return "record", record_mode  # type: ignore[return-value,unused-ignore]
     if record:
-        return "record"
-    value = environ.get("LLMOPS_MODE", "").strip().lower()
-    if not value:
-        return "replay"
-    if value not in MODES:
+        return "record", "all"  # the short form of --llmops-record-mode=all
+    env_mode = _env_choice(environ, "LLMOPS_MODE", MODES, "a mode")
+    env_record_mode = _env_choice(environ, "LLMOPS_RECORD_MODE", RECORD_MODES, "a record mode")
+    if env_record_mode is not None:
+        if env_mode not in (None, "record"):
+            raise pytest.UsageError(
+                f"LLMOPS_MODE={env_mode} and LLMOPS_RECORD_MODE={env_record_mode} contradict each other: "
+                "a record mode implies record. Unset one of them."
+            )
+        return "record", env_record_mode  # type: ignore[return-value]
+    return (env_mode or "replay"), "all"  # type: ignore[return-value]
+
+
+def _ini_choice(config: pytest.Config, name: str, choices: tuple[str, ...], example: str) -> str:
+    value = str(config.getini(name) or "").strip().lower() or choices[0]
+    if value not in choices:
         raise pytest.UsageError(
-            f"LLMOPS_MODE={environ['LLMOPS_MODE']!r} is not a mode. Use one of: "
-            f"{', '.join(MODES)} (for example `LLMOPS_MODE=replay pytest`), or unset it."
+            f"{name} = {config.getini(name)!r} is not one of {', '.join(choices)}. Example: "
+            f"`{name} = {example}` in the [pytest] section of pytest.ini (or [tool.pytest.ini_options] "
+            "of pyproject.toml)."
         )
-    return value  # type: ignore[return-value,unused-ignore]
+    return value
 
 
 def from_config(config: pytest.Config, environ: Mapping[str, str] | None = None) -> Settings:
@@ -88,10 +136,15 @@ def from_config(config: pytest.Config, environ: Mapping[str, str] | None = None)
         or None
     )
     report = Path(option.llmops_report) if option.llmops_report else None
+    mode, record_mode = resolve_mode(
+        option.llmops_live, option.llmops_record, env, getattr(option, "llmops_record_mode", None)
+    )
     return Settings(
-        mode=resolve_mode(option.llmops_live, option.llmops_record, env),
+        mode=mode,
         rootdir=rootdir,
         cassette_dir=cassette_dir,
+        record_mode=record_mode,
+        cassettes=_ini_choice(config, "llmops_cassettes", CASSETTE_SCOPES, "all"),  # type: ignore[arg-type]
         provision=option.llmops_provision,
         keep_resources=option.llmops_keep_resources,
         strict=option.llmops_strict,

@@ -9,7 +9,8 @@ popped after. With no cassette active, requests pass through untouched and unrec
 
 from __future__ import annotations
 
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 from vcr.cassette import Cassette as VcrCassette
@@ -28,6 +29,23 @@ class _Idle(VcrCassette):  # type: ignore[misc]
 
     def append(self, request: Any, response: Any) -> None:
         return None
+
+
+class _Watcher(_Idle):
+    """Stands in for a test without a cassette (record mode): lets its requests through,
+    unrecorded, and notes them (scrubbed; ``prepare`` returns None for traffic that is never
+    recorded, such as MLflow's)."""
+
+    def __init__(self, prepare: Callable[[Any], Any], seen: list[str]) -> None:
+        super().__init__()
+        self._prepare = prepare
+        self.seen = seen
+
+    def can_play_response_for(self, request: Any) -> bool:
+        prepared = self._prepare(request)
+        if prepared is not None:
+            self.seen.append(f"{prepared.method} {prepared.uri}")
+        return False
 
 
 class _Dispatcher:
@@ -80,3 +98,13 @@ class Interceptor:
             if stack[index] is cassette:
                 del stack[index]
                 return
+
+    @contextmanager
+    def watching(self, prepare: Callable[[Any], Any], seen: list[str]) -> Iterator[None]:
+        """Within the block, note the requests made while no cassette is active in ``seen``."""
+        watcher = _Watcher(prepare, seen)
+        self.push(watcher)
+        try:
+            yield
+        finally:
+            self.pop(watcher)

@@ -1,39 +1,33 @@
 """Cassettes on vcrpy: the session's :class:`Recorder` and a test's :class:`Cassette`.
 
 vcrpy does the interception (httpx and httpx2 for openai, requests and urllib3 for
-databricks-sdk and azure-core, aiohttp, ...). This module decides what is matched, how
-a miss is explained, and when a cassette is written.
+databricks-sdk and azure-core, aiohttp, ...). This module decides what is matched, what
+a cassette replays and records in each mode, and when it is written.
 """
 
 from __future__ import annotations
 
-import collections
 import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-from vcr.cassette import Cassette as VcrCassette
-from vcr.record_mode import RecordMode
+from vcr.record_mode import RecordMode as VcrMode
 
-from pytest_llmops.cassettes import storage
-from pytest_llmops.cassettes.clock import NoSleep, no_sleep
+from pytest_llmops.cassettes import misses, storage, writing
+from pytest_llmops.cassettes.clock import no_sleep
+from pytest_llmops.cassettes.indexed import IndexedCassette
 from pytest_llmops.cassettes.interception import Interceptor
-from pytest_llmops.cassettes.matching import DEFAULT_IGNORED_BODY_FIELDS, FIELDS, nearest, request_key
+from pytest_llmops.cassettes.matching import DEFAULT_IGNORED_BODY_FIELDS, FIELDS, request_key
 from pytest_llmops.cassettes.sanitize import Sanitizer
 from pytest_llmops.cassettes.scan import scan_text
 from pytest_llmops.cassettes.staleness import Staleness, answer_of
 from pytest_llmops.cassettes.staleness import compare as compare_answers
-from pytest_llmops.errors import ReplayMiss, SecretLeak
-from pytest_llmops.settings import Mode
+from pytest_llmops.errors import CassetteError, ReplayMiss, SecretLeak
+from pytest_llmops.settings import Mode, RecordMode
 
 Matcher = Callable[[Any, Any], Any]
-
-
-def record_command(nodeid: str | None) -> str:
-    """The command that records a test's cassette (or the whole suite's)."""
-    return f"pytest --llmops-record '{nodeid}'" if nodeid and "::" in nodeid else "pytest --llmops-record"
 
 
 class Recorder:
@@ -42,8 +36,22 @@ class Recorder:
     Given to ``pytest_llmops_configure(config, recorder)`` so that a project can extend it.
     """
 
-    def __init__(self, mode: Mode, cassette_dir: Path, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        mode: Mode,
+        cassette_dir: Path,
+        environ: Mapping[str, str] | None = None,
+        *,
+        record_mode: RecordMode = "all",
+        provision: bool = False,
+        run_dir: Path | None = None,
+    ) -> None:
         self.mode: Mode = mode
+        self.record_mode: RecordMode = record_mode
+        self.provision = provision
+        """Whether fixtures may create resources: then, in ``missing``/``new`` record modes, a
+        session fixture whose cassette exists replays the creation it recorded."""
+        self.files = writing.SessionFiles(run_dir)
         self.cassette_dir = cassette_dir
         self.sanitizer = Sanitizer.from_environ(os.environ if environ is None else environ)
         self.ignored_body_fields: set[str] = set(DEFAULT_IGNORED_BODY_FIELDS)
@@ -100,97 +108,24 @@ class Recorder:
         *,
         match_on: tuple[str, ...] | None = None,
         allow_repeats: bool = False,
+        shared: bool = False,
+        session_fixture: bool = False,
     ) -> Cassette:
-        """The cassette of one test (or session fixture); loaded now in replay."""
-        return Cassette(self, path, nodeid, match_on=match_on, allow_repeats=allow_repeats)
-
-
-class _IndexedCassette(VcrCassette):  # type: ignore[misc]
-    """vcrpy's cassette with O(1) matching on :func:`request_key` and the plugin's misses."""
-
-    def __init__(self, owner: Cassette, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.owner = owner
-        self._index: dict[Any, collections.deque[int]] | None = None
-        self._stored_prepared: list[Any] = []
-        self.no_sleep: NoSleep | None = None
-
-    # request preparation, cached on the request object (vcrpy asks several times)
-    def _prepare(self, request: Any) -> tuple[Any, Any]:
-        fingerprint = (request.method, request.uri, id(request.body_bytes))
-        cached = request.__dict__.get("_llmops_prepared")
-        if cached is not None and cached[0] == fingerprint:
-            return cached[1], cached[2]
-        prepared = self._before_record_request(request)
-        key = self.owner.key(prepared) if prepared is not None else None
-        request.__dict__["_llmops_prepared"] = (fingerprint, prepared, key)
-        return prepared, key
-
-    def _ensure_index(self) -> dict[Any, collections.deque[int]]:
-        if self._index is None:
-            index: dict[Any, collections.deque[int]] = collections.defaultdict(collections.deque)
-            self._stored_prepared = []
-            for number, (stored, _) in enumerate(self.data):
-                prepared = self._before_record_request(stored)
-                self._stored_prepared.append(prepared)
-                if prepared is not None:
-                    index[self.owner.key(prepared)].append(number)
-            self._index = index
-        return self._index
-
-    def _find(self, request: Any) -> int | None:
-        prepared, key = self._prepare(request)
-        if prepared is None:
-            return None
-        candidates = self._ensure_index().get(key, ())
-        repeat: int | None = None
-        for number in candidates:
-            if not self.owner.extra_match(self._stored_prepared[number], prepared):
-                continue
-            if self.play_counts[number] == 0:
-                return number
-            if self.allow_playback_repeats and repeat is None:
-                repeat = number
-        return repeat
-
-    def can_play_response_for(self, request: Any) -> bool:
-        if self.record_mode == RecordMode.ALL:
-            return False
-        if self.no_sleep is not None:
-            self.no_sleep.apply()  # the SDK making this request may be newly imported
-        prepared, _ = self._prepare(request)
-        if prepared is None:
-            return False
-        if self._find(request) is not None:
-            return True
-        if self.write_protected:
-            raise self.owner.miss(request, prepared)
-        return False
-
-    def append(self, request: Any, response: Any) -> None:
-        if self.owner.mode == "live":  # observed, compared with the recording, never stored
-            self.owner.observe(request, response)
-            return
-        super().append(request, response)
-
-    def play_response(self, request: Any) -> Any:
-        number = self._find(request)
-        if number is None:
-            prepared, _ = self._prepare(request)
-            raise self.owner.miss(request, prepared)
-        self.play_counts[number] += 1
-        return self.data[number][1]
-
-    def __contains__(self, request: Any) -> bool:
-        return self._find(request) is not None
+        """The cassette of one test (or session fixture); loaded now when it replays."""
+        return Cassette(
+            self, path, nodeid, match_on=match_on, allow_repeats=allow_repeats, shared=shared,
+            session_fixture=session_fixture,
+        )
 
 
 class Cassette:
     """A test's cassette: its file, its mode, what was recorded and played.
 
-    This is the value of the ``llmops_cassette`` fixture. In replay it is loaded from its
-    file; in record it starts empty and is written (scanned, atomically) only by
-    :meth:`save`, which the plugin calls for passing tests; in live it does nothing.
+    This is the value of the ``llmops_cassette`` fixture. When it *replays* (replay mode,
+    or a cassette that exists under ``--llmops-record-mode=missing|new``) it is loaded from
+    its file; in record mode it is written (scanned, atomically, merged with what other
+    tests of the session wrote into the same file) by :meth:`save`, which the plugin calls
+    for every test whose body ran; in live mode it does nothing.
     """
 
     def __init__(
@@ -201,35 +136,60 @@ class Cassette:
         *,
         match_on: tuple[str, ...] | None = None,
         allow_repeats: bool = False,
+        shared: bool = False,
+        session_fixture: bool = False,
     ) -> None:
         self.recorder = recorder
         self.path = path
         self.nodeid = nodeid
         self.mode: Mode = recorder.mode
+        self.shared = shared
+        """Named by ``llmops_cassette(name=...)``: other tests may write the same file."""
         self.match_on = tuple(match_on) if match_on else FIELDS
         self._key_fields = [FIELDS.index(name) for name in self.match_on]
-        self._ignored = frozenset(recorder.ignored_body_fields)
+        self.ignored_fields = frozenset(recorder.ignored_body_fields)
         self.exists = path.is_file()
         self.misses: list[ReplayMiss] = []
         self.metadata: dict[str, Any] = {}
+        self.replaying = self._replays(session_fixture)
+        """Whether requests are answered from the file (replay mode, or a cassette recorded
+        before this session under ``--llmops-record-mode=missing|new``)."""
+        self.appending = self.replaying and self.mode == "record" and recorder.record_mode == "new"
+        """``--llmops-record-mode=new``: requests the file lacks are recorded and appended."""
         sanitizer = recorder.sanitizer
-        self._vcr = _IndexedCassette(
+        if self.replaying:
+            vcr_mode = VcrMode.NEW_EPISODES if self.appending else VcrMode.NONE
+        else:
+            vcr_mode = VcrMode.ALL
+        self._vcr = IndexedCassette(
             self,
             path=str(path),
-            record_mode=RecordMode.NONE if self.mode == "replay" else RecordMode.ALL,
+            record_mode=vcr_mode,
             before_record_request=sanitizer.request,
             before_record_response=sanitizer.response,
             allow_playback_repeats=allow_repeats,
         )
+        self._loaded = 0
         self.stale: list[Staleness] = []
         # Live runs compare their answers with an existing recording (stale cassettes).
         self.observing = self.mode == "live" and self.exists
-        if (self.mode == "replay" or self.observing) and self.exists:
+        if (self.replaying or self.observing) and self.exists:
             interactions, metadata = storage.load(path)
             self._vcr.data = interactions
-            self._vcr._loaded_count = len(interactions)
+            self._vcr._loaded_count = self._loaded = len(interactions)
             self._vcr.rewound = True
             self.metadata = dict(metadata)
+
+    def _replays(self, session_fixture: bool) -> bool:
+        if self.mode == "replay":
+            return True
+        if self.mode != "record" or self.recorder.record_mode == "all" or not self.exists:
+            return False
+        if self.recorder.files.written(self.path):
+            return False  # written by another test of this session: not an earlier recording
+        # A session fixture's cassette replays only a creation (--llmops-provision): creating
+        # again costs minutes; attaching again costs nothing and lets new tests record.
+        return not session_fixture or self.recorder.provision
 
     # -- what tests and reports can read ------------------------------------------------
     @property
@@ -252,7 +212,7 @@ class Cassette:
 
     # -- matching ---------------------------------------------------------------------
     def key(self, request: Any) -> Any:
-        full = request_key(request, self._ignored)
+        full = request_key(request, self.ignored_fields)
         return tuple(full[i] for i in self._key_fields)
 
     def extra_match(self, stored: Any, sent: Any) -> bool:
@@ -263,6 +223,10 @@ class Cassette:
             except AssertionError:
                 return False
         return True
+
+    def stored_requests(self) -> list[Any]:
+        """The recorded requests as matched (scrubbed; None for those never matched)."""
+        return list(self._vcr._stored_prepared or [r for r, _ in self._vcr.data])
 
     def observe(self, request: Any, response: dict[str, Any]) -> None:
         """Live mode: compare a live answer with the recorded answer to the same request."""
@@ -289,45 +253,7 @@ class Cassette:
 
     def miss(self, request: Any, prepared: Any) -> ReplayMiss:
         """The error for a request with no recording; remembered for the test report."""
-        shown = prepared if prepared is not None else request
-        line = f"{shown.method} {shown.uri}"
-        body = matching_preview(shown)
-        lines = [
-            f"ReplayMiss: {self.nodeid} made a request that its cassette has no recording for.",
-            "",
-            f"  {line}",
-        ]
-        if body:
-            lines.append(f"  body: {body}")
-        lines.append("")
-        if not self.exists:
-            lines.append(f"The cassette {self.path} does not exist: this test was never recorded.")
-        else:
-            lines.append(
-                f"Cassette: {self.path} ({self.recorded} interactions, {self.played} played; "
-                f"matching on {', '.join(self.match_on)})"
-            )
-            stored = list(enumerate(self._vcr._stored_prepared or [r for r, _ in self._vcr.data]))
-            found = nearest(((n, r) for n, r in stored if r is not None), shown, self._ignored)
-            if found is not None:
-                number, near, diff = found
-                differing = [name for name in self.match_on if diff.get(name)]
-                if not differing:
-                    lines.append(
-                        f"It matches interaction #{number + 1}, which was already played: the test makes "
-                        "this request more often than when it was recorded."
-                    )
-                else:
-                    lines.append(f"Nearest recorded request, interaction #{number + 1}:")
-                    lines.append(f"  {near.method} {near.uri}")
-                    for name in self.match_on:
-                        if diff.get(name):
-                            lines.append(f"  {name} differs:")
-                            lines.extend(f"    {text}" for text in diff[name])
-                        else:
-                            lines.append(f"  {name}: same")
-        lines += ["", f"To record it: {record_command(self.nodeid)}"]
-        error = ReplayMiss("\n".join(lines), nodeid=self.nodeid, request=line, cassette=str(self.path))
+        error = misses.explain(self, request, prepared)
         self.misses.append(error)
         return error
 
@@ -343,7 +269,7 @@ class Cassette:
         with ExitStack() as stack:
             interceptor.push(self._vcr)
             stack.callback(interceptor.pop, self._vcr)
-            if self.mode == "replay":
+            if self.replaying:
                 self._vcr.no_sleep = stack.enter_context(no_sleep())
             try:
                 yield self
@@ -351,26 +277,46 @@ class Cassette:
                 self._vcr.no_sleep = None
 
     def save(self) -> None:
-        """Write the cassette (record mode): scanned first, atomically. A passing test that
-        made no request leaves no cassette (a stale one is removed)."""
-        if self.mode != "record":
-            return
-        interactions = list(self._vcr.data)
-        if not interactions and not self.metadata:
-            if self.path.is_file():
-                self.path.unlink()
-            return
-        text = storage.dump(interactions, self.metadata)
-        findings = scan_text(text, self.recorder.sanitizer.secret_values)
-        if findings:
-            raise SecretLeak(self.path, findings)
-        storage.write_atomic(self.path, text)
+        """Record mode: write what this test recorded, scanned first, atomically.
 
+        A cassette recorded before this session under ``--llmops-record-mode=missing`` is
+        left as it is; under ``new`` the requests it lacked are appended. A file another
+        test of this session wrote (a shared name) gets this test's interactions merged in.
+        Interactions equal to the stored ones but for volatile headers keep their stored
+        bytes. A test that made no request leaves a shared file alone and removes its own
+        stale file (``all``)."""
+        if self.mode != "record" or (self.replaying and not self.appending):
+            return
+        recorded = list(self._vcr.data)[self._loaded:]
+        files = self.recorder.files
+        with files.locked(self.path):
+            keep = self.replaying or files.written(self.path)
+            if not recorded and not self.metadata:
+                if not keep and not self.shared and self.path.is_file():
+                    self.path.unlink()  # the test no longer makes requests
+                return
+            stored, stored_metadata = self._stored(keep)
+            fresh = storage.to_raw(recorded)
+            if keep:
+                result = writing.merge_into(stored, fresh)
+                metadata = {**stored_metadata, **self.metadata}
+            else:
+                result = writing.reuse_stored(fresh, stored)
+                metadata = dict(self.metadata)
+            if result != stored or metadata != stored_metadata or not self.path.is_file():
+                text = storage.dump(result, metadata)
+                findings = scan_text(text, self.recorder.sanitizer.secret_values)
+                if findings:
+                    raise SecretLeak(self.path, findings)
+                storage.write_atomic(self.path, text)
+            files.mark(self.path)
 
-def matching_preview(request: Any, limit: int = 300) -> str:
-    """A short preview of a request body for messages."""
-    body = request.body_bytes if hasattr(request, "body_bytes") else request.body
-    if not body:
-        return ""
-    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
-    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
+    def _stored(self, keep: bool) -> tuple[list[storage.Raw], dict[str, Any]]:
+        """What the file holds now (another worker may have written it since this test
+        started). A file about to be replaced may be unreadable: then nothing is reused."""
+        try:
+            return storage.load_raw(self.path)
+        except CassetteError:
+            if keep:
+                raise
+            return [], {}

@@ -2,13 +2,17 @@
 
 Loading uses vcrpy's safe YAML loader (libyaml when available) and turns every way a
 file can be unusable into one :class:`CassetteError` that names the file and the
-problem. Writing is atomic (temporary file in the same folder, then ``os.replace``) and
-happens only after the secret scanner found nothing.
+problem, both sides of every interaction checked before vcrpy sees them. Writing is atomic
+(a temporary file in the same folder, flushed to disk, then ``os.replace``), gives the
+file the permissions of the user's umask, removes what an interrupted write of the same
+cassette left, and happens only after the secret scanner found nothing.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
+import errno
 import json
 import os
 import tempfile
@@ -17,9 +21,11 @@ from typing import Any
 
 import yaml
 
-from pytest_llmops.errors import CassetteError
+from pytest_llmops.errors import CassetteError, CassetteWriteError
 
 Interaction = tuple[Any, dict[str, Any]]
+Raw = dict[str, Any]
+"""One interaction as stored in the file: ``{"request": {...}, "response": {...}}``."""
 
 
 def _yaml_loader() -> type:
@@ -79,8 +85,55 @@ def validate(path: Path, data: object) -> None:
         missing = [key for key in ("method", "uri") if key not in request]
         if missing:
             raise CassetteError(path, f"interaction {number}'s request has no {' or '.join(missing)}.")
-        if "status" not in response and "status_code" not in response:
-            raise CassetteError(path, f"interaction {number}'s response has no status.")
+        problem = response_problem(response)
+        if problem:
+            raise CassetteError(path, f"interaction {number}'s response {problem}.")
+
+
+def response_problem(response: dict[str, Any]) -> str | None:
+    """What is wrong with a stored response, or None. Two layouts replay: vcrpy's
+    (``status: {code, message}``, ``headers``, ``body: {string}``) and the older httpx one
+    (``status_code``, ``headers``, ``content``)."""
+    headers = response.get("headers")
+    if "headers" not in response:
+        return "has no `headers`"
+    if not isinstance(headers, dict) or not all(
+        isinstance(value, (str, list)) for value in headers.values()
+    ):
+        return f"has `headers: {_show(headers)}`, not a mapping of names to lists of values"
+    if "status" not in response and "status_code" in response:
+        code = response["status_code"]
+        if not _is_status(code):
+            return f"has `status_code: {_show(code)}`, not an HTTP status such as 200"
+        if not isinstance(response.get("content"), (str, bytes)):
+            return "has no `content` (the body of the older httpx layout)"
+        return None
+    status = response.get("status")
+    if "status" not in response:
+        return "has no `status`"
+    if not isinstance(status, dict):
+        hint = " (a truncated file?)" if status is None else ""
+        return f"has `status: {_show(status)}`, not a mapping such as `{{code: 200, message: OK}}`{hint}"
+    if not _is_status(status.get("code")):
+        return f"has `status.code: {_show(status.get('code'))}`, not an HTTP status such as 200"
+    if not isinstance(status.get("message", ""), str):
+        return f"has `status.message: {_show(status.get('message'))}`, not a text such as OK"
+    body = response.get("body")
+    if "body" not in response:
+        return "has no `body`"
+    text = body.get("string", 0) if isinstance(body, dict) else 0
+    if text is not None and not isinstance(text, (str, bytes)):
+        return f"has `body: {_show(body)}`, not a mapping such as `{{string: '...'}}`"
+    return None
+
+
+def _is_status(code: object) -> bool:
+    return isinstance(code, int) and not isinstance(code, bool) and 100 <= code <= 599
+
+
+def _show(value: object, limit: int = 60) -> str:
+    text = "null" if value is None else repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 1]}…"
 
 
 _loaded: dict[Path, tuple[tuple[int, int], list[Interaction], dict[str, Any]]] = {}
@@ -107,10 +160,7 @@ def load(path: Path) -> tuple[list[Interaction], dict[str, Any]]:
     return list(interactions), dict(metadata)
 
 
-def _parse_file(path: Path) -> tuple[list[Interaction], dict[str, Any]]:
-    from vcr.request import Request
-    from vcr.serializers.compat import convert_to_bytes
-
+def _read(path: Path) -> dict[str, Any]:
     try:
         raw = path.read_bytes()
     except IsADirectoryError as exc:
@@ -119,7 +169,19 @@ def _parse_file(path: Path) -> tuple[list[Interaction], dict[str, Any]]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise CassetteError(path, f"not UTF-8 text (byte {exc.start}); is it a cassette?") from exc
-    data = parse(path, text)
+    return parse(path, text)
+
+
+def _metadata(data: dict[str, Any]) -> dict[str, Any]:
+    metadata = data.get("metadata") or {}
+    return metadata if isinstance(metadata, dict) else {}
+
+
+def _parse_file(path: Path) -> tuple[list[Interaction], dict[str, Any]]:
+    from vcr.request import Request
+    from vcr.serializers.compat import convert_to_bytes
+
+    data = _read(path)
     interactions: list[Interaction] = []
     for number, item in enumerate(data["interactions"], start=1):
         try:
@@ -127,34 +189,87 @@ def _parse_file(path: Path) -> tuple[list[Interaction], dict[str, Any]]:
         except (KeyError, TypeError, AttributeError) as exc:
             raise CassetteError(path, f"interaction {number}'s request is malformed ({exc!r}).") from exc
         interactions.append((request, convert_to_bytes(item["response"])))
-    metadata = data.get("metadata") or {}
-    return interactions, metadata if isinstance(metadata, dict) else {}
+    return interactions, _metadata(data)
 
 
-def dump(interactions: list[Interaction], metadata: dict[str, Any]) -> str:
-    """The YAML text of a cassette, as vcrpy writes it."""
-    from vcr.serialize import serialize
+def load_raw(path: Path) -> tuple[list[Raw], dict[str, Any]]:
+    """The interactions of a file as stored (to be written back byte for byte), and its
+    metadata; nothing when the file does not exist."""
+    if not path.is_file():
+        return [], {}
+    data = _read(path)
+    return list(data["interactions"]), _metadata(data)
+
+
+def to_raw(interactions: list[Interaction]) -> list[Raw]:
+    """Recorded ``(request, response)`` pairs as they are stored (copies: vcrpy's own
+    conversion changes the response in place)."""
+    from vcr.serializers.compat import convert_to_unicode
+
+    return [
+        {
+            "request": convert_to_unicode(request._to_dict()),
+            "response": convert_to_unicode(copy.deepcopy(response)),
+        }
+        for request, response in interactions
+    ]
+
+
+def dump(interactions: list[Raw], metadata: dict[str, Any]) -> str:
+    """The YAML text of a cassette, as vcrpy writes it (its dumper, its layout)."""
+    from vcr.serialize import CASSETTE_FORMAT_VERSION
     from vcr.serializers import yamlserializer
 
-    cassette_dict: dict[str, Any] = {
-        "requests": [request for request, _ in interactions],
-        "responses": [response for _, response in interactions],
-    }
+    data: dict[str, Any] = {"version": CASSETTE_FORMAT_VERSION, "interactions": interactions}
     if metadata:
-        cassette_dict["metadata"] = metadata
-    return str(serialize(cassette_dict, yamlserializer))
+        data["metadata"] = metadata
+    return str(yamlserializer.serialize(data))
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename, so that readers
-    (other xdist workers, an interrupted run) never see a half-written cassette."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """Write ``text`` to ``path`` through a temporary file, flushed to disk, and a rename,
+    so that readers (other xdist workers, an interrupted run) never see a half-written
+    cassette. The file gets the permissions of the umask (0644 typically). Temporary files
+    of this cassette left by a killed run are removed first (callers hold its lock)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for leftover in path.parent.glob(f".{path.name}.*.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise _write_error(path, exc) from exc
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise _write_error(path, exc) from exc
         raise
+
+
+_WHY = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is exhausted",
+    errno.EFBIG: "the file would exceed the size this process may write (disk full or file size limit)",
+    errno.EROFS: "it is on a read-only file system",
+    errno.EACCES: "it is not writable",
+    errno.EPERM: "it is not writable",
+}
+
+
+def _write_error(path: Path, exc: OSError) -> CassetteWriteError:
+    why = _WHY.get(exc.errno or 0, exc.strerror or str(exc))
+    return CassetteWriteError(path, why)
