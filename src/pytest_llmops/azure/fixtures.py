@@ -82,7 +82,7 @@ def azure_openai_deployment(
 
     settings = settings_mod.get(pytestconfig)
     cassette: Cassette = open_session_cassette(request, "azure_openai_deployment")
-    if settings.is_replay:
+    if cassette.replaying:
         if cassette.metadata.get("provisioned"):
             yield from lifecycle.provisioned_deployment(request, cassette)
         else:
@@ -130,7 +130,7 @@ def azure_databricks_workspace(
 
     settings = settings_mod.get(pytestconfig)
     cassette: Cassette = open_session_cassette(request, "azure_databricks_workspace")
-    if settings.is_replay:
+    if cassette.replaying:
         if cassette.metadata.get("provisioned"):
             yield from lifecycle.provisioned_workspace(request, cassette)
         else:

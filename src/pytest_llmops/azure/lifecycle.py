@@ -74,7 +74,7 @@ class _Session:
         self.settings = settings_mod.get(self.config)
         self.cassette = cassette
         self.recorder: Recorder = request.getfixturevalue("llmops_recorder")
-        self.replay = self.settings.is_replay
+        self.replay = cassette.replaying  # replay mode, or a recorded creation kept by missing/new
         if self.replay:
             self.subscription, self.group = ZERO_GUID, str(cassette.metadata["plan"]["resource_group"])
             self.credential: Any = arm.ReplayCredential()

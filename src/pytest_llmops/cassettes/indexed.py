@@ -64,6 +64,7 @@ class IndexedCassette(VcrCassette):  # type: ignore[misc]
 
     def can_play_response_for(self, request: Any) -> bool:
         if self.record_mode == RecordMode.ALL:
+            self.owner.check_live_host(request)
             return False
         if self.no_sleep is not None:
             self.no_sleep.apply()  # the SDK making this request may be newly imported
@@ -74,6 +75,7 @@ class IndexedCassette(VcrCassette):  # type: ignore[misc]
             return True
         if self.write_protected:
             raise self.owner.miss(request, prepared)
+        self.owner.check_live_host(request)
         return False
 
     def append(self, request: Any, response: Any) -> None:

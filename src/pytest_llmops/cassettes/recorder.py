@@ -20,11 +20,11 @@ from pytest_llmops.cassettes.clock import no_sleep
 from pytest_llmops.cassettes.indexed import IndexedCassette
 from pytest_llmops.cassettes.interception import Interceptor
 from pytest_llmops.cassettes.matching import DEFAULT_IGNORED_BODY_FIELDS, FIELDS, request_key
-from pytest_llmops.cassettes.sanitize import Sanitizer
+from pytest_llmops.cassettes.sanitize import DATABRICKS_HOST, OPENAI_HOST, Sanitizer
 from pytest_llmops.cassettes.scan import scan_text
 from pytest_llmops.cassettes.staleness import Staleness, answer_of
 from pytest_llmops.cassettes.staleness import compare as compare_answers
-from pytest_llmops.errors import CassetteError, ReplayMiss, SecretLeak
+from pytest_llmops.errors import CassetteError, LLMOpsError, ReplayMiss, SecretLeak
 from pytest_llmops.settings import Mode, RecordMode
 
 Matcher = Callable[[Any, Any], Any]
@@ -151,7 +151,15 @@ class Cassette:
         self.exists = path.is_file()
         self.misses: list[ReplayMiss] = []
         self.metadata: dict[str, Any] = {}
-        self.replaying = self._replays(session_fixture)
+        self.recorded_before = self.exists and recorder.mode == "record" and not recorder.files.written(path)
+        """The file holds a recording of an earlier session (not one a test of this session wrote)."""
+        self.keeps_file = self.recorded_before and recorder.record_mode != "all"
+        """``--llmops-record-mode=missing|new`` keep what an earlier session recorded."""
+        self.replaying = self.mode == "replay" or (
+            # A session fixture's cassette replays only a creation (--llmops-provision): creating
+            # again costs minutes; attaching again costs nothing and lets new tests record.
+            self.keeps_file and (not session_fixture or recorder.provision)
+        )
         """Whether requests are answered from the file (replay mode, or a cassette recorded
         before this session under ``--llmops-record-mode=missing|new``)."""
         self.appending = self.replaying and self.mode == "record" and recorder.record_mode == "new"
@@ -179,17 +187,6 @@ class Cassette:
             self._vcr._loaded_count = self._loaded = len(interactions)
             self._vcr.rewound = True
             self.metadata = dict(metadata)
-
-    def _replays(self, session_fixture: bool) -> bool:
-        if self.mode == "replay":
-            return True
-        if self.mode != "record" or self.recorder.record_mode == "all" or not self.exists:
-            return False
-        if self.recorder.files.written(self.path):
-            return False  # written by another test of this session: not an earlier recording
-        # A session fixture's cassette replays only a creation (--llmops-provision): creating
-        # again costs minutes; attaching again costs nothing and lets new tests record.
-        return not session_fixture or self.recorder.provision
 
     # -- what tests and reports can read ------------------------------------------------
     @property
@@ -251,6 +248,21 @@ class Cassette:
             where = f"{prepared.method} {prepared.parsed_uri.path}"
             self.stale.append(Staleness(str(self.path), where, reasons))
 
+    def check_live_host(self, request: Any) -> None:
+        """Record mode: refuse a request to a placeholder host before it leaves (a session
+        fixture replayed a recorded creation, so no real resource stands behind it)."""
+        if self.mode != "record":
+            return
+        host = (request.host or "").lower()
+        if host in (OPENAI_HOST, DATABRICKS_HOST):
+            raise LLMOpsError(
+                f"{self.nodeid} sent a request to {host}, the placeholder host of a replayed session "
+                "fixture: with --llmops-provision, --llmops-record-mode=missing|new replays the creation "
+                "recorded in an existing _session cassette, so there is no real resource to record this "
+                "test against. Record it with `pytest --llmops-record-mode=all --llmops-provision` "
+                "(creates the resources again), or delete the _session cassettes first."
+            )
+
     def miss(self, request: Any, prepared: Any) -> ReplayMiss:
         """The error for a request with no recording; remembered for the test report."""
         error = misses.explain(self, request, prepared)
@@ -285,12 +297,12 @@ class Cassette:
         Interactions equal to the stored ones but for volatile headers keep their stored
         bytes. A test that made no request leaves a shared file alone and removes its own
         stale file (``all``)."""
-        if self.mode != "record" or (self.replaying and not self.appending):
+        if self.mode != "record" or (self.keeps_file and self.recorder.record_mode == "missing"):
             return
         recorded = list(self._vcr.data)[self._loaded:]
         files = self.recorder.files
         with files.locked(self.path):
-            keep = self.replaying or files.written(self.path)
+            keep = self.keeps_file or files.written(self.path)
             if not recorded and not self.metadata:
                 if not keep and not self.shared and self.path.is_file():
                     self.path.unlink()  # the test no longer makes requests

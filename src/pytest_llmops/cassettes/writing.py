@@ -2,7 +2,8 @@
 
 - Re-recording without churn: an interaction recorded again that equals the stored one
   except for volatile headers (``Date``, request ids, rate-limit counters, the SDK's
-  ``x-stainless-*``) keeps the stored bytes, so an unchanged test leaves its file unchanged.
+  ``x-stainless-*``) and a chat completion's ``id`` and ``created`` keeps the stored bytes,
+  so an unchanged test leaves its file unchanged.
 - Sharing: tests that name one cassette (``llmops_cassette(name=...)``) in one session merge
   their interactions into it, in order and without duplicates, also across xdist workers:
   each write happens under a file lock and merges into what the file holds by then.
@@ -13,6 +14,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,6 +33,12 @@ VOLATILE_HEADERS = frozenset({
 """Headers whose values differ on every request by nature; they never make a re-recorded
 interaction count as changed."""
 VOLATILE_PREFIXES = ("x-stainless-", "x-ratelimit-remaining-", "x-ratelimit-reset-")
+_VOLATILE_BODY = (
+    (re.compile(r'"created"\s*:\s*\d+'), '"created":0'),
+    (re.compile(r'"id"\s*:\s*"chatcmpl-[^"]*"'), '"id":"chatcmpl-"'),
+)
+"""A chat completion's id and creation time (JSON and each chunk of a stream): new on every
+answer, even when the answer is the same."""
 
 
 def _volatile(name: str) -> bool:
@@ -38,13 +46,22 @@ def _volatile(name: str) -> bool:
     return lowered in VOLATILE_HEADERS or lowered.startswith(VOLATILE_PREFIXES)
 
 
+def _body(body: Any) -> Any:
+    text = body.get("string") if isinstance(body, dict) else None
+    if not isinstance(text, str):
+        return body
+    for pattern, replacement in _VOLATILE_BODY:
+        text = pattern.sub(replacement, text)
+    return {**body, "string": text}
+
+
 def _side(side: Any) -> Any:
     if not isinstance(side, dict):
         return side
     headers = side.get("headers")
-    if not isinstance(headers, dict):
-        return side
-    return {**side, "headers": {k.lower(): v for k, v in headers.items() if not _volatile(str(k))}}
+    if isinstance(headers, dict):
+        side = {**side, "headers": {k.lower(): v for k, v in headers.items() if not _volatile(str(k))}}
+    return {**side, "body": _body(side["body"])} if "body" in side else side
 
 
 def comparable(interaction: Raw) -> tuple[Any, Any]:

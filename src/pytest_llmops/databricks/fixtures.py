@@ -59,7 +59,7 @@ def databricks_workspace(
     settings = settings_mod.get(pytestconfig)
     cassette: Cassette = open_session_cassette(request, "databricks_workspace")
     with cassette.activate():
-        if settings.is_replay:
+        if cassette.replaying:
             client = workspace.replay_client()
         else:
             named = azure_databricks_workspace.client_kwargs()
@@ -68,7 +68,7 @@ def databricks_workspace(
                 host=named.get("host"),
                 azure_workspace_resource_id=named.get("azure_workspace_resource_id"),
             )
-    if not settings.is_replay:
+    if not cassette.replaying:
         cassette.metadata.update(workspace.metadata(client))
     yield client
     cassette.save()
@@ -99,7 +99,7 @@ def databricks_cluster(
     """
     settings = settings_mod.get(pytestconfig)
     cassette: Cassette = open_session_cassette(request, CLUSTER)
-    if settings.is_replay:
+    if cassette.replaying:
         yield from _replayed(databricks_workspace, cassette)
         return
 
