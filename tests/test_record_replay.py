@@ -264,3 +264,35 @@ def test_cassette_dir_ini_option(pytester, lab_double, double_env):
     pytester.makepyfile(test_chat=CHAT)
     record(pytester, "-k", "test_joke").assert_outcomes(passed=1)
     assert (pytester.path / "recorded" / "llm" / "test_chat" / "test_joke.yaml").is_file()
+
+
+def test_a_miss_on_long_prompts_shows_where_each_differs(pytester: pytest.Pytester):
+    from tests import cassette_builders as build
+
+    system = "You are a careful assistant. " * 20 + "Answer in English."
+    user = "Here is a long document. " * 30 + "Summarise it for a manager."
+    build.write(pytester.path, "test_long", "test_summary", build.chat(
+        [{"role": "system", "content": system}, {"role": "user", "content": user}], "A summary."))
+    changed_system = system.replace("in English", "in French")
+    changed_user = user.replace("for a manager", "for an engineer")
+    pytester.makepyfile(test_long=f"""
+        import openai, pytest
+
+        @pytest.mark.llmops_cassette
+        def test_summary():
+            client = openai.AzureOpenAI(azure_endpoint="https://resource.openai.azure.com", api_key="k",
+                                        api_version="2024-05-01-preview")
+            client.chat.completions.create(model="gpt-4o", messages=[
+                {{"role": "system", "content": {changed_system!r}}},
+                {{"role": "user", "content": {changed_user!r}}}])
+    """)
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "*body differs:",
+        f"*messages[[]0[]].content: first difference at character {system.index('English')} "
+        f"(recorded {len(system)} characters, sent {len(changed_system)}): recorded \"…*Answer in English.\" "
+        "!= sent \"…*Answer in French.\"",
+        f"*messages[[]1[]].content: first difference at character {user.index('manager') - 1} *"
+        "recorded \"…*Summarise it for a manager.\" != sent \"…*Summarise it for an engineer.\"",
+    ])

@@ -88,6 +88,31 @@ def _short(value: Any, limit: int = 120) -> str:
     return text if len(text) <= limit else f"{text[: limit - 1]}…"
 
 
+WINDOW = 40
+"""Characters shown on each side of the first difference of two long strings."""
+
+
+def _window(text: str, start: int, end: int) -> str:
+    shown = json.dumps(text[max(0, start):end], ensure_ascii=False)[1:-1]
+    return f"{'…' if start > 0 else ''}{shown}{'…' if end < len(text) else ''}"
+
+
+def difference(recorded: Any, sent: Any, limit: int = 120) -> str:
+    """``recorded X != sent Y``; for long strings, a window around their first difference
+    and its offset, so that two long prompts do not look equal."""
+    if isinstance(recorded, bytes) and isinstance(sent, bytes):
+        recorded, sent = recorded.decode("utf-8", "replace"), sent.decode("utf-8", "replace")
+    if not (isinstance(recorded, str) and isinstance(sent, str)) or max(len(recorded), len(sent)) <= limit:
+        return f"recorded {_short(recorded)} != sent {_short(sent)}"
+    offset = next((i for i, (a, b) in enumerate(zip(recorded, sent, strict=False)) if a != b),
+                  min(len(recorded), len(sent)))
+    start, end = offset - WINDOW, offset + WINDOW
+    return (
+        f"first difference at character {offset} (recorded {len(recorded)} characters, sent {len(sent)}): "
+        f'recorded "{_window(recorded, start, end)}" != sent "{_window(sent, start, end)}"'
+    )
+
+
 def json_diff(recorded: Any, sent: Any, path: str = "", limit: int = 12) -> list[str]:
     """Field-by-field differences between two JSON values, as readable lines."""
     lines: list[str] = []
@@ -114,7 +139,7 @@ def json_diff(recorded: Any, sent: Any, path: str = "", limit: int = 12) -> list
                 else:
                     walk(a[index], b[index], sub)
         elif a != b:
-            lines.append(f"{where or 'body'}: recorded {_short(a)} != sent {_short(b)}")
+            lines.append(f"{where or 'body'}: {difference(a, b)}")
 
     walk(recorded, sent, path)
     return lines
@@ -133,7 +158,7 @@ def compare(recorded: Any, sent: Any, ignored: frozenset[str]) -> dict[str, list
             if isinstance(ra, (dict, list)) and isinstance(rb, (dict, list)):
                 result[name] = json_diff(ra, rb) or ["differs (in ignored fields only?)"]
             else:
-                result[name] = [f"recorded {_short(ra)} != sent {_short(rb)}"]
+                result[name] = [difference(ra, rb)]
         elif name == "query":
             result[name] = [f"recorded {dict(a[3])} != sent {dict(b[3])}"]
         else:
