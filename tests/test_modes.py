@@ -45,3 +45,26 @@ def test_unknown_llmops_mode_is_a_usage_error(pytester: pytest.Pytester, monkeyp
     result = pytester.runpytest()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*LLMOPS_MODE='playback' is not a mode*replay, live, record*"])
+
+
+@pytest.mark.parametrize(
+    ("ini", "message"),
+    [
+        ("llmops_cassettes = some", "*llmops_cassettes = 'some' is not one of fixtures, all. Example: `llmops_cassettes = all`*"),
+        ("llmops_tokens_per_minute = lots",
+         "*llmops_tokens_per_minute = 'lots' is not a whole number >= 0. Example: `llmops_tokens_per_minute = 10000`*"),
+        ("llmops_requests_per_minute = 1.5", "*llmops_requests_per_minute = '1.5' is not a whole number >= 0*"),
+        ("llmops_rate_limit_window = soon", "*llmops_rate_limit_window = 'soon' is not a number >= 0*"),
+        ("llmops_max_429_retries = -1", "*llmops_max_429_retries = '-1' is not a whole number >= 0*"),
+        ("llmops_pacing = maybe", "*llmops_pacing: *'maybe'*Use true or false, e.g. `llmops_pacing = false`*"),
+    ],
+)
+def test_ini_values_are_checked_at_start_up(pytester: pytest.Pytester, ini: str, message: str):
+    """Checked once in pytest_configure, even when no test would read them (replay, no
+    pacing): a usage error naming the option, not a setup error in each test."""
+    pytester.makeini(f"[pytest]\n{ini}\n")
+    pytester.makepyfile(SHOW_MODE)
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
+    assert "Traceback" not in result.stderr.str() and "passed" not in result.stdout.str()

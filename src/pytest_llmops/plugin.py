@@ -174,7 +174,7 @@ def _check_ini(config: pytest.Config) -> None:
     """The ini values read later, checked now: one usage error instead of one per test."""
     try:
         config.getini("llmops_pacing")
-    except ValueError as exc:
+    except (ValueError, pytest.UsageError) as exc:  # pytest raises one or the other by version
         raise pytest.UsageError(
             f"llmops_pacing: {exc}. Use true or false, e.g. `llmops_pacing = false`."
         ) from exc
