@@ -33,6 +33,42 @@ BAD = {
 }
 
 
+def _response(text: str) -> str:
+    """GOOD with its response side replaced by ``text`` (indented as a response)."""
+    head = GOOD.split("  response:")[0]
+    return head + "  response:\n" + "".join(f"    {line}\n" for line in text.strip().splitlines()) + "version: 1\n"
+
+
+OK_BODY = "body: {string: '{}'}"
+OK_HEADERS = "headers: {content-type: [application/json]}"
+OK_STATUS = "status: {code: 200, message: OK}"
+BAD.update({
+    "response without body": (_response(f"{OK_HEADERS}\n{OK_STATUS}"), "*interaction 1's response has no `body`."),
+    "response without headers": (_response(f"{OK_BODY}\n{OK_STATUS}"), "*interaction 1's response has no `headers`."),
+    "status is a number": (
+        _response(f"{OK_BODY}\n{OK_HEADERS}\nstatus: 200"),
+        "*interaction 1's response has `status: 200`, not a mapping such as `{code: 200, message: OK}`.",
+    ),
+    "body is a number": (
+        _response(f"body: 5\n{OK_HEADERS}\n{OK_STATUS}"),
+        "*interaction 1's response has `body: 5`, not a mapping such as `{string: '...'}`.",
+    ),
+    "headers are a list": (
+        _response(f"{OK_BODY}\nheaders: [a, b]\n{OK_STATUS}"),
+        "*interaction 1's response has `headers: ['a', 'b']`, not a mapping of names to lists of values.",
+    ),
+    "cut inside status": (
+        GOOD.split("    status:")[0] + "    status:\n",
+        "*interaction 1's response has `status: null`, not a mapping such as `{code: 200, message: OK}` "
+        "(a truncated file?).",
+    ),
+    "status code is text": (
+        _response(f"{OK_BODY}\n{OK_HEADERS}\nstatus: {{code: abc, message: OK}}"),
+        "*interaction 1's response has `status.code: 'abc'`, not an HTTP status such as 200.",
+    ),
+})
+
+
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_unusable_cassette(pytester: pytest.Pytester, case: str):
     content, message = BAD[case]
