@@ -4,8 +4,10 @@
 
 P1  ``pytest --collect-only`` of 500 trivial tests, with the plugin against ``-p no:llmops``.
 P2  one replayed chat completion per test (client built once per module), per-test cost
-    from the 400-test and 40-test suites: the plugin against pytest-recording on the
-    same vcrpy cassette, and against an in-memory ``httpx2.MockTransport`` floor.
+    from the 400-test and 40-test suites: the plugin against pytest-recording, and against
+    an in-memory ``httpx2.MockTransport`` floor. Two layouts: the default one, one cassette
+    file per test (each tool's own default path), and one vcrpy cassette shared by all tests
+    (which the plugin parses once per process and pytest-recording once per test).
 P3  a cassette of 2,000 interactions (chat and streamed bodies of realistic size): load
     time against a bare ``yaml.CSafeLoader`` parse, and replay of all 2,000 against 200.
 
@@ -107,7 +109,9 @@ def _ask(client):
 """
 
 
-def suite(folder: Path, kind: str, n: int) -> None:
+def suite(folder: Path, kind: str, n: int, layout: str = "shared") -> None:
+    """A suite of ``n`` tests replaying one chat completion each; ``layout`` is ``shared``
+    (one cassette for all) or ``per-test`` (one file per test, at each tool's default path)."""
     header = textwrap.dedent(CLIENT).format(extra="")
     if kind == "floor":
         header = textwrap.dedent("""
@@ -124,17 +128,24 @@ def suite(folder: Path, kind: str, n: int) -> None:
                                           api_version="2024-05-01-preview",
                                           http_client=httpx2.Client(transport=httpx2.MockTransport(handler)))
         """).format(body=repr(completion(0)))
+    shared = layout == "shared"
     marker = {
-        "plugin": '@pytest.mark.llmops_cassette(name="chat")\n',
-        "recording": '@pytest.mark.default_cassette("chat.yaml")\n@pytest.mark.vcr\n',
+        "plugin": '@pytest.mark.llmops_cassette(name="chat")\n' if shared else "@pytest.mark.llmops_cassette\n",
+        "recording": ('@pytest.mark.default_cassette("chat.yaml")\n' if shared else "") + "@pytest.mark.vcr\n",
         "floor": "",
     }[kind]
     body = header + textwrap.dedent(CALL).format(q=QUESTION)
     body += f"\n{marker}@pytest.mark.parametrize('i', range({n}))\ndef test_chat(client, i):\n    _ask(client)\n"
-    if kind == "recording":
+    if kind == "recording" and shared:
         body += "\n@pytest.fixture(scope='module')\ndef vcr_cassette_dir():\n    return 'cassettes'\n"
     (folder / "test_replay.py").write_text(body)
-    write_cassette(folder / "cassettes" / "chat.yaml", [interaction(QUESTION, json.dumps(completion(0)), False)])
+    one = [interaction(QUESTION, json.dumps(completion(0)), False)]
+    if shared or kind == "floor":
+        write_cassette(folder / "cassettes" / "chat.yaml", one)
+        return
+    for i in range(n):  # plugin: cassettes/<module>/<test>-<id>.yaml; pytest-recording: <test>[<id>].yaml
+        name = f"test_chat-{i}.yaml" if kind == "plugin" else f"test_chat[{i}].yaml"
+        write_cassette(folder / "cassettes" / "test_replay" / name, one)
 
 
 def p2(reps: int) -> dict[str, float]:
@@ -144,16 +155,26 @@ def p2(reps: int) -> dict[str, float]:
         "floor": ["-p", "no:llmops", "-p", "no:recording"],
     }
     runs = {}
-    for kind, extra in args.items():
+    variants = [(kind, layout) for kind in args for layout in ("shared", "per-test") if kind != "floor" or
+                layout == "shared"]
+    for kind, layout in variants:
         for n in (40, 400):
-            folder = workdir(f"p2-{kind}-{n}")
-            suite(folder, kind, n)
-            runs[f"{kind}-{n}"] = (lambda f=folder, a=extra: run_pytest(f, a))
+            folder = workdir(f"p2-{kind}-{layout}-{n}")
+            suite(folder, kind, n, layout)
+            runs[f"{kind}-{layout}-{n}"] = (lambda f=folder, a=args[kind]: run_pytest(f, a))
     times = alternate(runs, reps)
-    cost = {kind: per_test(times[f"{kind}-40"], times[f"{kind}-400"], 40, 400) * 1000 for kind in args}
+    cost = {
+        f"{kind}-{layout}": per_test(times[f"{kind}-{layout}-40"], times[f"{kind}-{layout}-400"], 40, 400) * 1000
+        for kind, layout in variants
+    }
     return {
-        "plugin_ms": cost["plugin"], "recording_ms": cost["recording"], "floor_ms": cost["floor"],
-        "vs_recording": cost["plugin"] / cost["recording"], "vs_floor": cost["plugin"] / cost["floor"],
+        "plugin_ms": cost["plugin-shared"], "recording_ms": cost["recording-shared"],
+        "floor_ms": cost["floor-shared"],
+        "vs_recording": cost["plugin-shared"] / cost["recording-shared"],
+        "vs_floor": cost["plugin-shared"] / cost["floor-shared"],
+        "plugin_per_test_ms": cost["plugin-per-test"], "recording_per_test_ms": cost["recording-per-test"],
+        "per_test_vs_recording": cost["plugin-per-test"] / cost["recording-per-test"],
+        "per_test_vs_floor": cost["plugin-per-test"] / cost["floor-shared"],
     }
 
 
@@ -250,9 +271,13 @@ def main() -> None:
                      f"{r['plugin_s']:.3f} s vs {r['baseline_s']:.3f} s"))
     if "p2" in only:
         r = p2(reps)
-        rows.append(("P2 replayed call per test: plugin / pytest-recording", f"{r['vs_recording']:.2f}x", "<= 1.0x",
+        rows.append(("P2 one file per test (default): plugin / pytest-recording", f"{r['per_test_vs_recording']:.2f}x",
+                     "<= 1.0x", f"{r['plugin_per_test_ms']:.2f} ms vs {r['recording_per_test_ms']:.2f} ms"))
+        rows.append(("P2 one file per test (default): plugin / MockTransport floor", f"{r['per_test_vs_floor']:.2f}x",
+                     "<= 2x", f"{r['plugin_per_test_ms']:.2f} ms vs {r['floor_ms']:.2f} ms"))
+        rows.append(("P2 one shared file: plugin / pytest-recording", f"{r['vs_recording']:.2f}x", "<= 1.0x",
                      f"{r['plugin_ms']:.2f} ms vs {r['recording_ms']:.2f} ms"))
-        rows.append(("P2 replayed call per test: plugin / MockTransport floor", f"{r['vs_floor']:.2f}x", "<= 2x",
+        rows.append(("P2 one shared file: plugin / MockTransport floor", f"{r['vs_floor']:.2f}x", "<= 2x",
                      f"{r['plugin_ms']:.2f} ms vs {r['floor_ms']:.2f} ms"))
     if "p3" in only:
         r = p3(reps)

@@ -30,7 +30,9 @@ if TYPE_CHECKING:
     from tests.double import LabDouble
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
+SHARED = Path(os.environ.get("LLMOPS_TEST_SHARED_DIR") or REPO.parent / "shared")
+"""``../shared`` beside the repository (``LLMOPS_TEST_SHARED_DIR`` moves it: the suite's own
+check that cases skip by name where it is absent)."""
 
 # Secrets used when recording against the double: every test that writes cassettes greps
 # the bytes of what it wrote for these exact values.
@@ -102,10 +104,14 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def shared_dir() -> Path:
-    """``../shared`` beside the repository; tests that need it skip where it is absent."""
+def shared_dir(request: pytest.FixtureRequest) -> Path:
+    """``../shared`` beside the repository; tests that need it skip, each by its name, where
+    it is absent."""
     if not (SHARED / "realworld").is_dir():
-        pytest.skip("../shared/realworld is not present (it exists in the project's workspace and CI)")
+        pytest.skip(
+            f"{request.node.name}: {SHARED / 'realworld'} is not present (it exists in the project's "
+            "workspace and CI; a clone has no such folder)"
+        )
     return SHARED
 
 

@@ -13,26 +13,50 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 import yaml
 
-REALWORLD = Path(__file__).resolve().parents[2] / "shared" / "realworld"
+from tests.conftest import SHARED
+
+REALWORLD = SHARED / "realworld"
+DD = "dd-trace-py/azure_openai_openai_deployments_gpt-4.1-mini_chat_completions_api-version_2024-12-01-preview_post_5836d4fe"
+CASES = (
+    "crewai/TestAzureNativeToolCalling.test_azure_agent_with_native_tool_calling.yaml",
+    "crewai/TestAzureResponsesCall.test_call_delegates_to_responses.yaml",
+    "crewai/TestAzureToolCallStreaming.test_azure_streaming_emits_tool_call_events.yaml",
+    "crewai/test_azure_async_non_streaming.yaml",
+    "crewai/test_azure_streaming_completion.yaml",
+    "dd-trace-py/azure_chat_completion.yaml",
+    "dd-trace-py/azure_chat_completion_streamed.yaml",
+    "dd-trace-py/azure_embedding.yaml",
+    f"{DD}.json",
+    f"{DD}.yaml",
+    "dd-trace-py/chat_completion_error.yaml",
+    "dd-trace-py/chat_completion_tool_call.yaml",
+    "dd-trace-py/chat_completion_tool_call_streamed.yaml",
+    "dd-trace-py/completion_azure_stream.yaml",
+    "openllmetry-openai/test_chat.yaml",
+    "openllmetry-openai/test_chat_async_streaming.yaml",
+    "openllmetry-openai/test_chat_tool_calls.yaml",
+    "openllmetry-openai/test_chat_tools_streaming.yaml",
+    "pydantic-ai/test_azure_provider_call.yaml",
+)
+"""The corpus's cassettes, named here so that each case skips by name where ../shared is
+absent (a user's clone), instead of collapsing into one "empty parameter set" skip."""
 
 UNREADABLE = {
     "pydantic-ai/test_azure_provider_call.yaml": "*stores its body as `parsed_body`*",
-    "dd-trace-py/azure_openai_openai_deployments_gpt-4.1-mini_chat_completions_api-version_"
-    "2024-12-01-preview_post_5836d4fe.yaml": "*carries a YAML tag the safe loader refuses at line 6*",
-    "dd-trace-py/azure_openai_openai_deployments_gpt-4.1-mini_chat_completions_api-version_"
-    "2024-12-01-preview_post_5836d4fe.json": "*not a vcrpy cassette*",
+    f"{DD}.yaml": "*carries a YAML tag the safe loader refuses at line 6*",
+    f"{DD}.json": "*not a vcrpy cassette*",
 }
 
 
-def _cassettes() -> list[str]:
-    if not REALWORLD.is_dir():
-        return []
-    return sorted(
-        str(p.relative_to(REALWORLD))
-        for p in REALWORLD.rglob("*")
+def test_the_case_list_is_the_corpus(shared_dir: Path):
+    """Every cassette of the corpus is a case (a file added there must be added here)."""
+    found = sorted(
+        str(p.relative_to(shared_dir / "realworld"))
+        for p in (shared_dir / "realworld").rglob("*")
         if p.suffix in {".yaml", ".json"} and p.parent.name in {"crewai", "dd-trace-py", "openllmetry-openai",
                                                                 "pydantic-ai"}
     )
+    assert found == sorted(CASES)
 
 
 def _calls(path: Path) -> tuple[list[dict[str, object]], bool]:
@@ -105,7 +129,7 @@ def test_replays():
 '''
 
 
-@pytest.mark.parametrize("name", _cassettes())
+@pytest.mark.parametrize("name", CASES, ids=CASES)
 def test_realworld_cassette(pytester: pytest.Pytester, shared_dir: Path, name: str):
     source = shared_dir / "realworld" / name
     target = pytester.path / "cassettes" / "realworld" / name
@@ -125,3 +149,31 @@ def test_realworld_cassette(pytester: pytest.Pytester, shared_dir: Path, name: s
     pytester.makepyfile(INNER % (json.dumps(calls), "realworld/" + name, match))
     result = pytester.runpytest()
     result.assert_outcomes(passed=1)
+
+
+def test_without_shared_each_case_skips_by_name(tmp_path: Path):
+    """A clone without ../shared: every case is reported skipped under its own name with the
+    reason, and no assertion that needs the corpus hides inside a passing test."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}
+    env["LLMOPS_TEST_SHARED_DIR"] = str(tmp_path / "no-shared")
+    env["COLUMNS"] = "1000"  # skip reasons are cut at the terminal width
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rs", "-p", "no:randomly",
+         "tests/test_realworld.py", "tests/test_double.py::test_cluster_json_has_the_keys_of_a_real_cluster",
+         "-k", "not without_shared"],
+        cwd=REPO, capture_output=True, text=True, env=env, timeout=600,
+    )
+    out = done.stdout
+    assert done.returncode == 0, out[-3000:]
+    assert "empty parameter set" not in out
+    assert f"{len(CASES) + 2} skipped" in out, out[-3000:]
+    reason = f"{tmp_path / 'no-shared' / 'realworld'} is not present"
+    for name in CASES:
+        assert f"test_realworld_cassette[{name}]: {reason}" in out, name
+    assert f"test_cluster_json_has_the_keys_of_a_real_cluster: {reason}" in out
