@@ -297,8 +297,8 @@ class Cassette:
         Interactions equal to the stored ones but for volatile headers keep their stored
         bytes. A test that made no request leaves a shared file alone and removes its own
         stale file (``all``)."""
-        if self.mode != "record" or (self.keeps_file and self.recorder.record_mode == "missing"):
-            return
+        if self.mode != "record" or (self.keeps_file and not self.appending):
+            return  # missing: kept as recorded; a session fixture that attached again: kept too
         recorded = list(self._vcr.data)[self._loaded:]
         files = self.recorder.files
         with files.locked(self.path):
