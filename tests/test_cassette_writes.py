@@ -76,7 +76,8 @@ def test_temporary_files_of_a_killed_write_are_removed_and_the_file_is_synced_be
     folder.mkdir(parents=True)
     leftover = folder / ".test_joke.yaml.k1ll3d.tmp"  # what a SIGKILL between write and rename leaves
     leftover.write_text("interactions:\n- request:\n")
-    other = folder / ".test_other.yaml.k1ll3d.tmp"  # another cassette's: not this write's business
+    other = folder / ".test_other.yaml.w0rk1n.tmp"  # another cassette's, fresh: maybe being written
+    old = folder / ".test_old.yaml.k1ll3d.tmp"  # another cassette's, two hours old: left by a kill
 
     # Observe the order of the system calls (the real ones still run).
     calls: list[tuple[str, str]] = []
@@ -91,12 +92,14 @@ def test_temporary_files_of_a_killed_write_are_removed_and_the_file_is_synced_be
         return real_replace(src, dst)
 
     other.write_text("x")
+    old.write_text("x")
+    os.utime(old, (os.path.getmtime(old) - 7200,) * 2)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(os, "fsync", fsync)
         patch.setattr(os, "replace", replace)
         record(pytester).assert_outcomes(passed=1)
 
-    assert not leftover.exists()
+    assert not leftover.exists() and not old.exists()
     assert other.exists()
     written = [name for verb, name in calls if name.startswith(".test_joke.yaml.")]
     assert written and [verb for verb, name in calls if name == written[0]] == ["fsync", "replace"]

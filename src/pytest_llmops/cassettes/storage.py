@@ -16,6 +16,7 @@ import errno
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -232,16 +233,29 @@ def _umask() -> int:
     return mask
 
 
+LEFTOVER_AGE_S = 3600.0
+"""A temporary file of another cassette this old was left by a killed run (no write lasts
+that long)."""
+
+
+def _remove_leftovers(path: Path) -> None:
+    """Temporary files a killed write left: this cassette's (callers hold its lock), and
+    other cassettes' of this folder once they are old."""
+    now = time.time()
+    for leftover in path.parent.glob(".*.tmp"):
+        with contextlib.suppress(FileNotFoundError):
+            if leftover.name.startswith(f".{path.name}.") or now - leftover.stat().st_mtime > LEFTOVER_AGE_S:
+                leftover.unlink()
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file, flushed to disk, and a rename,
     so that readers (other xdist workers, an interrupted run) never see a half-written
     cassette. The file gets the permissions of the umask (0644 typically). Temporary files
-    of this cassette left by a killed run are removed first (callers hold its lock)."""
+    left by a killed run are removed first."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        for leftover in path.parent.glob(f".{path.name}.*.tmp"):
-            with contextlib.suppress(FileNotFoundError):
-                leftover.unlink()
+        _remove_leftovers(path)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
         raise _write_error(path, exc) from exc
