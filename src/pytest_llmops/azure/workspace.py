@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from pytest_llmops.azure import arm
+from pytest_llmops.cassettes import replay_env
 from pytest_llmops.cassettes.sanitize import DATABRICKS_HOST, ZERO_GUID
 from pytest_llmops.errors import ProvisioningError
 
@@ -65,7 +66,7 @@ class AzureDatabricksWorkspace:
         if self.url:
             kwargs["host"] = self.url
         # A personal access token (DATABRICKS_TOKEN) wins: the SDK refuses two auth methods.
-        if self.provisioned and self.resource_id and not os.environ.get("DATABRICKS_TOKEN"):
+        if self.provisioned and self.resource_id and not replay_env.configured("DATABRICKS_TOKEN"):
             kwargs["azure_workspace_resource_id"] = self.resource_id
         return kwargs
 

@@ -40,3 +40,11 @@ def restore(added: dict[str, str], environ: MutableMapping[str, str] | None = No
     for name, value in added.items():
         if env.get(name) == value:
             del env[name]
+
+
+def configured(name: str, environ: MutableMapping[str, str] | None = None) -> str | None:
+    """The value the user gave ``name``: None when unset, empty or the replay placeholder
+    (code that asks "did the user configure this?" must not count a placeholder)."""
+    env = os.environ if environ is None else environ
+    value = env.get(name) or None
+    return None if value == PLACEHOLDERS.get(name) else value
