@@ -22,7 +22,7 @@ import httpx
 import openai
 import pytest
 
-from pytest_llmops.faults import Faults
+from pytest_llmops.traffic.faults import Faults
 from tests.conftest import SECRET_API_KEY, all_bytes
 from tests.double import LabDouble
 
@@ -238,7 +238,7 @@ def test_match_limits_a_fault_to_some_requests(double: LabDouble, llmops_faults:
 
 
 def test_detached_after_the_test(double: LabDouble, pytestconfig: pytest.Config) -> None:
-    from pytest_llmops.faults import hub
+    from pytest_llmops.traffic.faults.hub import hub
 
     faults = Faults(hub(pytestconfig))
     client = make_client("httpx", double.url, double.openai.api_key)

@@ -32,11 +32,11 @@ from pytest_llmops.databricks.fixtures import (  # noqa: F401 - fixtures
     databricks_workspace,
 )
 from pytest_llmops.errors import LLMOpsError, ReplayMiss
-from pytest_llmops.faults import llmops_faults  # noqa: F401 - fixtures
 from pytest_llmops.monitoring import session as drift_session
 from pytest_llmops.monitoring.session import llmops_drift  # noqa: F401 - fixture
 from pytest_llmops.tracking import hooks as tracking_hooks
 from pytest_llmops.tracking.fixtures import llmops_run, llmops_traces, mlflow_experiment  # noqa: F401 - fixtures
+from pytest_llmops.traffic.fixtures import llmops_faults  # noqa: F401 - fixtures
 from pytest_llmops.validation import cassette_options, run_options
 
 _sealed_key = pytest.StashKey[bool]()
@@ -265,9 +265,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
     run_dir = settings_mod.get(config).rootdir / ".llmops" / "run" / llmops_session.session_id(config)
     if settings_mod.get(config).network:
-        from pytest_llmops import pacing
+        from pytest_llmops.traffic import summary
 
-        pacing.collect_summary(config, run_dir)  # the workers' totals, before their files go
+        summary.collect_summary(config, run_dir)  # the workers' totals, before their files go
     shutil.rmtree(run_dir, ignore_errors=True)
 
 
@@ -275,9 +275,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
     """Live and record runs: how long the plugin's clients waited for the rate limit, and
     how many 429s they met."""
     if settings_mod.settings_key in config.stash and settings_mod.get(config).network:
-        from pytest_llmops import pacing
+        from pytest_llmops.traffic import summary
 
-        pacing.write_summary(terminalreporter, config)
+        summary.write_summary(terminalreporter, config)
 
 
 class StaleCassettes:

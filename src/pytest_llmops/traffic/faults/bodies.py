@@ -1,0 +1,159 @@
+"""Azure OpenAI's bodies for the faults: copies of what the service sends
+(``tests/double/openai_wire.py`` serves the same from the lab double)."""
+
+from __future__ import annotations
+
+import copy
+import re
+import uuid
+from typing import Any
+
+REGION = "Sweden Central"
+"""The region the fault bodies name (a lab region; the real one is only known from a real answer)."""
+
+_SAFE = {"filtered": False, "severity": "safe"}
+_PROMPT_FILTER = {
+    "hate": _SAFE,
+    "jailbreak": {"filtered": False, "detected": False},
+    "self_harm": _SAFE,
+    "sexual": _SAFE,
+    "violence": _SAFE,
+}
+_CHUNK_FILTER = {"hate": _SAFE, "self_harm": _SAFE, "sexual": _SAFE, "violence": _SAFE}
+_FILTERED = {"filtered": True, "severity": "high"}
+ANSWER = "Why don't elephants use computers? Because they're afraid of the mouse!"
+"""What a cut or filtered completion says before it stops."""
+
+
+def rate_limited_body(deployment: str, api_version: str, retry_after: int) -> dict[str, Any]:
+    """Azure's 429 body for the tokens-per-minute limit."""
+    return {
+        "error": {
+            "code": "RateLimitReached",
+            "message": f"Your requests to {deployment} for {deployment} in {REGION} have exceeded the token "
+            "rate limit for your current OpenAI S0 pricing tier. This request was for ChatCompletions_Create "
+            f"under Azure OpenAI API version {api_version}. Please retry after {retry_after} seconds. "
+            "To increase your default rate limit, visit: https://aka.ms/oai/quotaincrease.",
+        }
+    }
+
+
+def server_error_body(status: int) -> dict[str, Any]:
+    """Azure's 500 and 503 bodies."""
+    if status == 503:
+        return {
+            "error": {
+                "code": "ServiceUnavailable",
+                "message": "The service is temporarily unable to process your request. "
+                "Please try again later.",
+            }
+        }
+    return {
+        "error": {
+            "message": "The server had an error processing your request. Sorry about that! You can "
+            "retry your request, or contact us through an Azure support request at: "
+            "https://go.microsoft.com/fwlink/?linkid=2213926 if you keep seeing this error.",
+            "type": "server_error",
+            "param": None,
+            "code": None,
+        }
+    }
+
+
+def content_filtered_body() -> dict[str, Any]:
+    """Azure's 400 when the prompt trips the content filter (violence, medium)."""
+    verdict = copy.deepcopy(_PROMPT_FILTER)
+    verdict["violence"] = {"filtered": True, "severity": "medium"}
+    return {
+        "error": {
+            "message": "The response was filtered due to the prompt triggering Azure OpenAI's content "
+            "management policy. Please modify your prompt and retry. To learn more about our content "
+            "filtering policies please read our documentation: https://go.microsoft.com/fwlink/?linkid=2198766",
+            "type": None,
+            "param": "prompt",
+            "code": "content_filter",
+            "status": 400,
+            "innererror": {"code": "ResponsibleAIPolicyViolation", "content_filter_result": verdict},
+        }
+    }
+
+
+def prompt_filter_results() -> list[dict[str, Any]]:
+    return [{"prompt_index": 0, "content_filter_results": copy.deepcopy(_PROMPT_FILTER)}]
+
+
+def completion_id() -> str:
+    return "chatcmpl-" + uuid.uuid4().hex[:29]
+
+
+def completion_body(deployment: str, filtered: bool) -> dict[str, Any]:
+    verdict = copy.deepcopy(_CHUNK_FILTER)
+    verdict.update({"protected_material_code": {"filtered": False, "detected": False},
+                    "protected_material_text": {"filtered": False, "detected": False}})
+    if filtered:
+        verdict["violence"] = dict(_FILTERED)
+    content = "" if filtered else ANSWER
+    return {
+        "choices": [
+            {
+                "content_filter_results": verdict,
+                "finish_reason": "content_filter" if filtered else "stop",
+                "index": 0,
+                "logprobs": None,
+                "message": {"annotations": [], "content": content, "refusal": None, "role": "assistant"},
+            }
+        ],
+        "created": 0,
+        "id": completion_id(),
+        "model": deployment,
+        "object": "chat.completion",
+        "prompt_filter_results": prompt_filter_results(),
+        "system_fingerprint": None,
+        "usage": {"completion_tokens": 0 if filtered else 16, "prompt_tokens": 0, "total_tokens": 0},
+    }
+
+
+def stream_events(deployment: str, filtered: bool) -> list[dict[str, Any]]:
+    """Azure's stream: the prompt filter event, the role, words two by two, the finish."""
+    stream_id = completion_id()
+
+    def event(delta: dict[str, Any], verdict: dict[str, Any], finish: str | None) -> dict[str, Any]:
+        return {
+            "choices": [
+                {
+                    "content_filter_results": copy.deepcopy(verdict),
+                    "delta": delta,
+                    "finish_reason": finish,
+                    "index": 0,
+                    "logprobs": None,
+                }
+            ],
+            "created": 0,
+            "id": stream_id,
+            "model": deployment,
+            "object": "chat.completion.chunk",
+            "system_fingerprint": None,
+        }
+
+    events: list[dict[str, Any]] = [
+        {
+            "choices": [],
+            "created": 0,
+            "id": "",
+            "model": "",
+            "object": "",
+            "prompt_filter_results": prompt_filter_results(),
+        },
+        event({"content": "", "refusal": None, "role": "assistant"}, {}, None),
+    ]
+    words = re.findall(r"\s*\S+", ANSWER)
+    pieces = ["".join(words[i : i + 2]) for i in range(0, len(words), 2)]
+    for piece in pieces[: len(pieces) // 2] if filtered else pieces:
+        events.append(event({"content": piece}, _CHUNK_FILTER, None))
+    if filtered:
+        verdict = copy.deepcopy(_CHUNK_FILTER)
+        verdict["violence"] = dict(_FILTERED)
+        events.append(event({}, verdict, "content_filter"))
+    else:
+        events.append(event({}, {}, "stop"))
+    return events
