@@ -210,10 +210,11 @@ def test_filtered_completion_plain_and_streamed(double: LabDouble, llmops_faults
     chunks = call(client, stream=True)
 
     choice = reply.choices[0]
-    assert choice.finish_reason == "content_filter" and choice.message.content == ""
+    assert choice.finish_reason == "content_filter" and choice.message is None  # the default: no message
     assert choice.model_extra["content_filter_results"]["violence"] == {"filtered": True, "severity": "high"}
     finishes = [c.choices[0].finish_reason for c in chunks if c.choices]
     assert finishes[-1] == "content_filter" and chunks[0].choices == []
+    assert chunks[-1].choices[0].delta is None  # and a last chunk without delta
     assert double.requests == []
 
 

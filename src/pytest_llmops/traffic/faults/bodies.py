@@ -23,10 +23,33 @@ _CHUNK_FILTER = {"hate": _SAFE, "self_harm": _SAFE, "sexual": _SAFE, "violence":
 _FILTERED = {"filtered": True, "severity": "high"}
 ANSWER = "Why don't elephants use computers? Because they're afraid of the mouse!"
 """What a cut or filtered completion says before it stops."""
+_WORDS = re.findall(r"\s*\S+", ANSWER)
+_PIECES = ["".join(_WORDS[i : i + 2]) for i in range(0, len(_WORDS), 2)]
+"""The answer as a stream carries it: words two by two."""
+FILTER_SHAPES = ("no_message", "role_only", "partial")
+"""How a choice the content filter cut comes (each seen from the real service): no ``message``
+key at all (in a stream, a last chunk with no ``delta``); ``message: {"role": "assistant"}``
+only; or the message with what was written before the cut (both with ``delta: {}``)."""
+RATE_LIMIT_CODES = ("RateLimitReached", "429")
+"""A 429's ``error.code``: newer resources say ``RateLimitReached``, older ones ``"429"``."""
 
 
-def rate_limited_body(deployment: str, api_version: str, retry_after: int) -> dict[str, Any]:
-    """Azure's 429 body for the tokens-per-minute limit."""
+def rate_limited_body(
+    deployment: str, api_version: str, retry_after: int, code: str = "RateLimitReached"
+) -> dict[str, Any]:
+    """Azure's 429 body for the tokens-per-minute limit, in the newer (``RateLimitReached``)
+    or the older (``"429"``) form."""
+    if code == "429":
+        return {
+            "error": {
+                "code": "429",
+                "message": "Requests to the ChatCompletions_Create Operation under Azure OpenAI API "
+                f"version {api_version} have exceeded token rate limit of your current OpenAI S0 pricing "
+                f"tier. Please retry after {retry_after} seconds. Please go here: "
+                "https://aka.ms/oai/quotaincrease if you would like to further increase the default "
+                "rate limit.",
+            }
+        }
     return {
         "error": {
             "code": "RateLimitReached",
@@ -86,35 +109,42 @@ def completion_id() -> str:
     return "chatcmpl-" + uuid.uuid4().hex[:29]
 
 
-def completion_body(deployment: str, filtered: bool) -> dict[str, Any]:
+def completion_body(deployment: str, filter_shape: str | None) -> dict[str, Any]:
+    """A ``chat.completion``: the whole answer, or (``filter_shape``, one of ``FILTER_SHAPES``)
+    a choice the content filter cut."""
     verdict = copy.deepcopy(_CHUNK_FILTER)
     verdict.update({"protected_material_code": {"filtered": False, "detected": False},
                     "protected_material_text": {"filtered": False, "detected": False}})
-    if filtered:
+    content = "".join(_PIECES[: len(_PIECES) // 2]) if filter_shape else ANSWER
+    choice: dict[str, Any] = {
+        "content_filter_results": verdict,
+        "finish_reason": "stop",
+        "index": 0,
+        "logprobs": None,
+        "message": {"annotations": [], "content": content, "refusal": None, "role": "assistant"},
+    }
+    if filter_shape:
         verdict["violence"] = dict(_FILTERED)
-    content = "" if filtered else ANSWER
+        choice["finish_reason"] = "content_filter"
+        if filter_shape == "no_message":
+            del choice["message"]
+        elif filter_shape == "role_only":
+            choice["message"] = {"role": "assistant"}
     return {
-        "choices": [
-            {
-                "content_filter_results": verdict,
-                "finish_reason": "content_filter" if filtered else "stop",
-                "index": 0,
-                "logprobs": None,
-                "message": {"annotations": [], "content": content, "refusal": None, "role": "assistant"},
-            }
-        ],
+        "choices": [choice],
         "created": 0,
         "id": completion_id(),
         "model": deployment,
         "object": "chat.completion",
         "prompt_filter_results": prompt_filter_results(),
         "system_fingerprint": None,
-        "usage": {"completion_tokens": 0 if filtered else 16, "prompt_tokens": 0, "total_tokens": 0},
+        "usage": {"completion_tokens": 8 if filter_shape else 16, "prompt_tokens": 0, "total_tokens": 0},
     }
 
 
-def stream_events(deployment: str, filtered: bool) -> list[dict[str, Any]]:
-    """Azure's stream: the prompt filter event, the role, words two by two, the finish."""
+def stream_events(deployment: str, filter_shape: str | None) -> list[dict[str, Any]]:
+    """Azure's stream: the prompt filter event, the role, words two by two, the finish (or,
+    with ``filter_shape``, half the words and the content filter's cut)."""
     stream_id = completion_id()
 
     def event(delta: dict[str, Any], verdict: dict[str, Any], finish: str | None) -> dict[str, Any]:
@@ -146,14 +176,14 @@ def stream_events(deployment: str, filtered: bool) -> list[dict[str, Any]]:
         },
         event({"content": "", "refusal": None, "role": "assistant"}, {}, None),
     ]
-    words = re.findall(r"\s*\S+", ANSWER)
-    pieces = ["".join(words[i : i + 2]) for i in range(0, len(words), 2)]
-    for piece in pieces[: len(pieces) // 2] if filtered else pieces:
+    for piece in _PIECES[: len(_PIECES) // 2] if filter_shape else _PIECES:
         events.append(event({"content": piece}, _CHUNK_FILTER, None))
-    if filtered:
+    if filter_shape:
         verdict = copy.deepcopy(_CHUNK_FILTER)
         verdict["violence"] = dict(_FILTERED)
         events.append(event({}, verdict, "content_filter"))
+        if filter_shape == "no_message":
+            del events[-1]["choices"][0]["delta"]
     else:
         events.append(event({}, {}, "stop"))
     return events

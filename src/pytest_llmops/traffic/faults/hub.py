@@ -24,6 +24,8 @@ class Fault:
     after_chunks: int = 3
     where: Where = "prompt"
     match: re.Pattern[str] | None = None
+    shape: str = "no_message"
+    code: str = "RateLimitReached"
 
     def matches(self, path: str) -> bool:
         return self.match is None or self.match.search(path) is not None

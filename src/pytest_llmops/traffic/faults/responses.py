@@ -7,6 +7,7 @@ import functools
 import json
 import math
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from types import ModuleType
@@ -26,6 +27,8 @@ CUT_MESSAGE = "peer closed connection without sending complete message body (inc
 # What the transports say: the sync ones pass the socket's error on, the async ones anyio's.
 TIMEOUT_MESSAGE = {False: "timed out", True: ""}
 REFUSED_MESSAGE = {False: "[Errno 111] Connection refused", True: "All connection attempts failed"}
+MODEL_SESSION = f"d{uuid.uuid4().int % 1000:03d}-{time.strftime('%Y%m%d%H%M%S', time.gmtime())}"
+"""The ``azureml-model-session`` header of injected answers (the model server's session)."""
 
 
 def request_facts(request: Any) -> tuple[str, str, bool]:
@@ -47,6 +50,7 @@ def _headers(request: Any, deployment: str, content_type: str = "application/jso
         "content-type": content_type,
         "apim-request-id": str(uuid.uuid4()),
         "x-request-id": str(uuid.uuid4()),
+        "azureml-model-session": MODEL_SESSION,
         "x-ms-region": REGION,
         "x-ms-deployment-name": deployment,
         "x-ms-rai-invoked": "true",
@@ -82,7 +86,7 @@ def respond(fault: Fault, request: Any, lib: ModuleType, asynchronous: bool = Fa
                 "x-ratelimit-remaining-tokens": "0",
             }
         )
-        body = rate_limited_body(deployment, api_version, seconds)
+        body = rate_limited_body(deployment, api_version, seconds, fault.code)
         return lib.Response(429, headers=headers, content=_json(body), request=request)
     if fault.kind in ("500", "503"):
         status = int(fault.kind)
@@ -90,10 +94,10 @@ def respond(fault: Fault, request: Any, lib: ModuleType, asynchronous: bool = Fa
         return lib.Response(status, headers=headers, content=_json(body), request=request)
     if fault.kind == "content_filter" and fault.where == "prompt":
         return lib.Response(400, headers=headers, content=_json(content_filtered_body()), request=request)
-    filtered = fault.kind == "content_filter"
+    filter_shape = fault.shape if fault.kind == "content_filter" else None
     if stream:
-        events = [b"data: " + _json(event) + b"\n\n" for event in stream_events(deployment, filtered)]
-        if filtered:
+        events = [b"data: " + _json(event) + b"\n\n" for event in stream_events(deployment, filter_shape)]
+        if filter_shape:
             events.append(b"data: [DONE]\n\n")
             cut_after = None
         else:
@@ -102,8 +106,8 @@ def respond(fault: Fault, request: Any, lib: ModuleType, asynchronous: bool = Fa
         error = lib.RemoteProtocolError(CUT_MESSAGE, request=request)
         events_stream = stream_class(lib)(events, cut_after, error)
         return lib.Response(200, headers=headers, stream=events_stream, request=request)
-    payload = _json(completion_body(deployment, filtered))
-    if filtered:
+    payload = _json(completion_body(deployment, filter_shape))
+    if filter_shape:
         return lib.Response(200, headers=headers, content=payload, request=request)
     # A cut non-streamed answer: half of the JSON body arrives, then the connection drops.
     half = [payload[: len(payload) // 2]]

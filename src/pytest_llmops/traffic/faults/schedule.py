@@ -10,6 +10,7 @@ from collections import deque
 from types import ModuleType
 from typing import Any, TypeVar
 
+from pytest_llmops.traffic.faults.bodies import FILTER_SHAPES, RATE_LIMIT_CODES
 from pytest_llmops.traffic.faults.hub import ALIASES, KINDS, Fault, FaultHub, Injected, Where
 from pytest_llmops.traffic.faults.transports import FaultTransport, RespxFaults, httpx2_wrapper, respx_wrapper
 
@@ -36,15 +37,21 @@ class Faults:
         after_chunks: int = 3,
         where: Where = "prompt",
         match: str | None = None,
+        shape: str = "no_message",
+        code: str = "RateLimitReached",
     ) -> Faults:
         """Answer the next ``count`` requests of attached clients with ``fault``.
 
-        ``fault``: ``429`` (``retry_after`` seconds, fractions kept in ``retry-after-ms``),
+        ``fault``: ``429`` (``retry_after`` seconds, fractions kept in ``retry-after-ms``;
+        ``code``: the body's ``error.code``, ``"RateLimitReached"`` or the older ``"429"``),
         ``500``, ``503``, ``"timeout"``, ``"content_filter"`` (``where="prompt"``: a 400;
-        ``where="completion"``: a 200 whose ``finish_reason`` is ``content_filter``),
-        ``"cut_stream"`` (the connection drops after ``after_chunks`` SSE events) or
-        ``"connection_error"``. ``match``: a regex searched in the request path (e.g.
-        ``"deployments/gpt-4o-mini/"``); other requests pass. Returns ``self`` to chain.
+        ``where="completion"``: a 200 whose ``finish_reason`` is ``content_filter``, its choice
+        in ``shape``: ``"no_message"``, no ``message`` key and, streamed, a last chunk with no
+        ``delta``; ``"role_only"``, ``message: {"role": "assistant"}``; ``"partial"``, the
+        text written before the cut), ``"cut_stream"`` (the connection drops after
+        ``after_chunks`` SSE events) or ``"connection_error"``. ``match``: a regex searched in
+        the request path (e.g. ``"deployments/gpt-4o-mini/"``); other requests pass. Returns
+        ``self`` to chain.
         """
         kind = ALIASES.get(str(fault), str(fault))
         if kind not in KINDS:
@@ -57,7 +64,12 @@ class Faults:
             )
         if where not in ("prompt", "completion"):
             raise ValueError(f"llmops_faults.next(where={where!r}): use 'prompt' or 'completion'.")
-        scheduled = Fault(kind, retry_after, after_chunks, where, re.compile(match) if match else None)
+        if shape not in FILTER_SHAPES:
+            raise ValueError(f"llmops_faults.next(shape={shape!r}): use one of {', '.join(FILTER_SHAPES)}.")
+        if code not in RATE_LIMIT_CODES:
+            raise ValueError(f"llmops_faults.next(code={code!r}): use one of {', '.join(RATE_LIMIT_CODES)}.")
+        pattern = re.compile(match) if match else None
+        scheduled = Fault(kind, retry_after, after_chunks, where, pattern, shape, code)
         with self._lock:
             self._queue.extend([scheduled] * count)
         return self
