@@ -103,12 +103,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     parser.addini(
         "llmops_tokens_per_minute", "tokens per minute the plugin's clients may use per deployment, across "
-        "xdist workers (default: the deployment's capacity, else its x-ratelimit-limit-tokens header)",
+        "xdist workers (default: its x-ratelimit-limit-tokens header; until the first answer, its capacity)",
         default="",
     )
     parser.addini(
-        "llmops_requests_per_minute", "requests per minute per deployment (default: 6 per 1000 tokens per "
-        "minute of capacity, else the x-ratelimit-limit-requests header)",
+        "llmops_requests_per_minute", "requests per minute per deployment (default: its x-ratelimit-limit-"
+        "requests header; until the first answer, 1 per 1000 tokens per minute of capacity)",
         default="",
     )
     parser.addini(

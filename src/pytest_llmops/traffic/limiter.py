@@ -25,8 +25,11 @@ from pytest_llmops.traffic.options import Options
 from pytest_llmops.traffic.shared_file import SharedFile
 
 DEFAULT_WINDOW_S = 60.0
-REQUESTS_PER_1000_TOKENS = 6
-"""Azure grants 6 requests per minute for every 1000 tokens per minute of capacity."""
+REQUESTS_PER_1000_TOKENS = 1
+"""Requests per minute assumed for every 1,000 tokens per minute of a provisioned deployment's
+capacity until the service's headers say: the lowest ratio Azure grants (newer models such
+as gpt-4.1-mini grant 1, gpt-4o 6, some deployments 10). ``x-ratelimit-limit-requests``
+replaces it with the first answer."""
 POLL_S = 0.25
 """Longest sleep between two looks at the ledger (others' reconciliations may free room)."""
 ADMISSION_MARGIN_S = 0.5
@@ -64,7 +67,8 @@ class Limiter:
             write(json.dumps(state, separators=(",", ":")).encode())
 
     def limits(self, state: Mapping[str, Any]) -> Limits:
-        """The limits in force: the smallest of the ini options, capacity and headers."""
+        """The limits in force: the service's (its ``x-ratelimit-limit-*`` headers, else, until
+        the first answer, what the provisioned capacity suggests), capped by the ini options."""
         learned = state["learned"]
         tokens: list[tuple[int, str]] = []
         requests: list[tuple[int, str]] = []
@@ -72,13 +76,14 @@ class Limiter:
             tokens.append((self.options.tokens, "ini"))
         if self.options.requests:
             requests.append((self.options.requests, "ini"))
-        if self.capacity:
-            tokens.append((self.capacity * 1000, "deployment capacity"))
-            requests.append((self.capacity * REQUESTS_PER_1000_TOKENS, "deployment capacity"))
         if learned.get("tokens"):
             tokens.append((int(learned["tokens"]), "response headers"))
+        elif self.capacity:
+            tokens.append((self.capacity * 1000, "deployment capacity"))
         if learned.get("requests"):
             requests.append((int(learned["requests"]), "response headers"))
+        elif self.capacity:
+            requests.append((self.capacity * REQUESTS_PER_1000_TOKENS, "deployment capacity"))
         token_limit = min(tokens) if tokens else None
         request_limit = min(requests) if requests else None
         window = self.options.window or learned.get("window") or DEFAULT_WINDOW_S
@@ -164,7 +169,9 @@ class Limiter:
             value = header_number(headers, f"x-ratelimit-limit-{key}")
             if value:
                 learned[key] = int(value)
-        period = header_number(headers, "x-ratelimit-renewalperiod-tokens")
+        period = header_number(headers, "x-ratelimit-renewalperiod-tokens") or header_number(
+            headers, "x-ratelimit-renewalperiod-requests"
+        )
         if period:
             learned["window"] = period
 
