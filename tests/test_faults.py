@@ -361,5 +361,6 @@ def test_faults_never_served_fail_the_test(pytester: pytest.Pytester) -> None:
 
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(
-        ["*llmops_faults: 2 scheduled fault(s) (429) were never served*llmops_faults.attach(your_client)*"]
+        ["*llmops_faults: 2 scheduled faults (429) never served: no client is attached*"
+         "llmops_faults.attach(your_client)*"]
     )

@@ -36,6 +36,7 @@ from pytest_llmops.monitoring import session as drift_session
 from pytest_llmops.monitoring.session import llmops_drift  # noqa: F401 - fixture
 from pytest_llmops.tracking import hooks as tracking_hooks
 from pytest_llmops.tracking.fixtures import llmops_run, llmops_traces, mlflow_experiment  # noqa: F401 - fixtures
+from pytest_llmops.traffic.fixtures import failure_note as faults_failure_note
 from pytest_llmops.traffic.fixtures import llmops_faults  # noqa: F401 - fixtures
 from pytest_llmops.validation import cassette_options, run_options
 
@@ -205,6 +206,10 @@ def pytest_runtest_makereport(
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     item.stash.setdefault(reports_key, {})[report.when] = report
+    if report.when == "call" and report.failed:
+        note = faults_failure_note(item)  # what llmops_faults did that the failure may come from
+        if note:
+            report.sections.append(("llmops_faults", note))
     cassette = item.stash.get(cassette_key, None)
     if report.when == "call" and cassette is not None and cassette.stale:
         # Travels with the report, so the xdist controller sees it too.

@@ -13,6 +13,10 @@ from pytest_llmops.cassettes.fixtures import test_passed
 if TYPE_CHECKING:
     from pytest_llmops.traffic.faults import Faults
 
+faults_key = pytest.StashKey["Faults"]()
+PLUGIN_CLIENTS = frozenset({"azure_openai_client", "azure_openai_async_client"})
+"""The plugin's clients: they always see the scheduled faults."""
+
 
 @pytest.fixture
 def llmops_faults(request: pytest.FixtureRequest, pytestconfig: pytest.Config) -> Iterator[Faults]:
@@ -21,7 +25,9 @@ def llmops_faults(request: pytest.FixtureRequest, pytestconfig: pytest.Config) -
 
     The plugin's clients always see the scheduled faults; attach your own with
     ``llmops_faults.attach(client)``. Faults still scheduled when a passing test ends fail
-    it at teardown (the client that should have met them was not attached).
+    it at teardown, naming the cause (no client attached, no request made, none matching
+    ``match=``, or a client that gave up with its ``max_retries`` spent); a failing test's
+    report says the same, or that the SDK's retries absorbed an injected fault.
 
     Example::
 
@@ -42,23 +48,35 @@ def llmops_faults(request: pytest.FixtureRequest, pytestconfig: pytest.Config) -
                 for chunk in azure_openai_client.chat.completions.create(..., stream=True):
                     ...
     """
+    from pytest_llmops.traffic.faults.diagnosis import unserved
     from pytest_llmops.traffic.faults.hub import hub
     from pytest_llmops.traffic.faults.schedule import Faults
 
     faults_hub = hub(pytestconfig)
     faults = Faults(faults_hub)
     faults_hub.active = faults
+    request.node.stash[faults_key] = faults
     try:
         yield faults
     finally:
         faults_hub.active = None
         faults.detach_all()
     if faults.pending and test_passed(request.node):
-        kinds = ", ".join(sorted({f.kind for f in faults._queue}))
-        pytest.fail(
-            f"llmops_faults: {faults.pending} scheduled fault(s) ({kinds}) were never served. The client "
-            "that should have met them is not attached: use azure_openai_client/azure_openai_async_client, "
-            "or llmops_faults.attach(your_client) before calling it (or llmops_faults.clear() if the test "
-            "does not need them).",
-            pytrace=False,
-        )
+        pytest.fail(unserved(faults, _uses_a_plugin_client(request.node)), pytrace=False)
+
+
+def _uses_a_plugin_client(item: pytest.Item) -> bool:
+    return not PLUGIN_CLIENTS.isdisjoint(getattr(item, "fixturenames", ()))
+
+
+def failure_note(item: pytest.Item) -> str | None:
+    """For a test that failed while it had ``llmops_faults``: what the faults did that the
+    failure may come from (faults never served, or one the SDK's retries absorbed)."""
+    faults = item.stash.get(faults_key, None)
+    if faults is None:
+        return None
+    from pytest_llmops.traffic.faults.diagnosis import absorbed, unserved
+
+    if faults.pending:
+        return unserved(faults, _uses_a_plugin_client(item))
+    return absorbed(faults)

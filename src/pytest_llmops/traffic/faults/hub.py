@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import pytest
 
@@ -33,17 +33,29 @@ class Fault:
 
 @dataclass(frozen=True)
 class Injected:
-    """A fault that was served: which one, and to which request."""
+    """A fault that was served: which one, and to which request (``retry``: the openai SDK's
+    ``x-stainless-retry-count`` of that request, 0 for a first attempt; None from other clients)."""
 
     kind: str
     method: str
     url: str
+    retry: int | None = None
+
+
+@dataclass(frozen=True)
+class Seen:
+    """A request that reached an attached client: the fault it met (None: none), its retry
+    count, its path."""
+
+    kind: str | None
+    retry: int | None
+    path: str
 
 
 class Schedule(Protocol):
     """What the hub asks of a test's faults (``llmops_faults``' value)."""
 
-    def take(self, method: str, url: str, path: str) -> Fault | None:
+    def take(self, method: str, url: str, path: str, retry: int | None = None) -> Fault | None:
         """The fault for a request, removed from the schedule (None: let it through)."""
 
 
@@ -53,9 +65,14 @@ class FaultHub:
     def __init__(self) -> None:
         self.active: Schedule | None = None
 
-    def take(self, method: str, url: str, path: str) -> Fault | None:
+    def take(self, request: Any) -> Fault | None:
+        """The fault for an ``httpx2``/``httpx`` request, if this test scheduled one for it."""
         faults = self.active
-        return faults.take(method, url, path) if faults is not None else None
+        if faults is None:
+            return None
+        value = request.headers.get("x-stainless-retry-count", "")
+        retry = int(value) if value.isdigit() else None
+        return faults.take(request.method, str(request.url), request.url.path, retry)
 
 
 hub_key = pytest.StashKey[FaultHub]()

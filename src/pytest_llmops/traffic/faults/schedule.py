@@ -11,7 +11,7 @@ from types import ModuleType
 from typing import Any, TypeVar
 
 from pytest_llmops.traffic.faults.bodies import FILTER_SHAPES, RATE_LIMIT_CODES
-from pytest_llmops.traffic.faults.hub import ALIASES, KINDS, Fault, FaultHub, Injected, Where
+from pytest_llmops.traffic.faults.hub import ALIASES, KINDS, Fault, FaultHub, Injected, Seen, Where
 from pytest_llmops.traffic.faults.transports import FaultTransport, RespxFaults, httpx2_wrapper, respx_wrapper
 
 ClientT = TypeVar("ClientT")
@@ -27,6 +27,10 @@ class Faults:
         self._attached: list[tuple[Any, Any, dict[Any, Any]]] = []
         self.injected: list[Injected] = []
         """Every fault served so far, in order."""
+        self.seen: list[Seen] = []
+        """Every request that reached an attached client, with the fault it met, in order."""
+        self.attached = 0
+        """How many clients ``attach`` was given (the plugin's own clients need none)."""
 
     def next(
         self,
@@ -85,14 +89,23 @@ class Faults:
         with self._lock:
             self._queue.clear()
 
-    def take(self, method: str, url: str, path: str) -> Fault | None:
-        """The fault for a request, removed from the schedule (None: let it through)."""
+    @property
+    def pending_faults(self) -> list[Fault]:
+        """The scheduled faults not served yet, in order."""
+        with self._lock:
+            return list(self._queue)
+
+    def take(self, method: str, url: str, path: str, retry: int | None = None) -> Fault | None:
+        """The fault for a request, removed from the schedule (None: let it through);
+        ``retry``: the request's ``x-stainless-retry-count``."""
         with self._lock:
             for index, fault in enumerate(self._queue):
                 if fault.matches(path):
                     del self._queue[index]
-                    self.injected.append(Injected(fault.kind, method, url))
+                    self.injected.append(Injected(fault.kind, method, url, retry))
+                    self.seen.append(Seen(fault.kind, retry, path))
                     return fault
+            self.seen.append(Seen(None, retry, path))
         return None
 
     def attach(self, client: ClientT) -> ClientT:
@@ -109,6 +122,7 @@ class Faults:
                 f"llmops_faults.attach() got {type(client).__name__}: pass an openai client, or an httpx2 or "
                 "httpx Client/AsyncClient."
             )
+        self.attached += 1
         transport = http._transport
         if isinstance(transport, (FaultTransport, RespxFaults)):
             return client  # already attached (the plugin's clients always are)

@@ -24,7 +24,7 @@ class FaultTransport:
     lib: ModuleType = field(default_factory=lambda: sys.modules["httpx2"])
 
     def _fault(self, request: Any) -> Fault | None:
-        return self.faults_hub.take(request.method, str(request.url), request.url.path)
+        return self.faults_hub.take(request)
 
     def handle_request(self, request: Any) -> Any:
         fault = self._fault(request)
@@ -86,7 +86,7 @@ class RespxFaults:
         self.router = respx.Router(assert_all_called=False, assert_all_mocked=False)
 
         def serve(request: httpx.Request) -> Any:
-            fault = faults_hub.take(request.method, str(request.url), request.url.path)
+            fault = faults_hub.take(request)
             if fault is None:
                 return request  # respx: pass through to the client's own transport
             return respond(fault, request, httpx, asynchronous=_in_async.get())
