@@ -99,8 +99,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("llmops_tracking_uri", "MLflow tracking URI", default="")
     parser.addini("llmops_experiment", "MLflow experiment name", default="")
     parser.addini(
-        "llmops_pacing", "pace the plugin's Azure OpenAI clients to the deployment's rate limit in live and "
-        "record modes (default true)", type="bool", default=True,
+        "llmops_pacing", "pace every Azure OpenAI request (the plugin's clients' and your own httpx/httpx2 "
+        "clients') to the deployment's rate limit in live and record modes (default true)",
+        type="bool", default=True,
     )
     parser.addini(
         "llmops_tokens_per_minute", "tokens per minute the plugin's clients may use per deployment, across "
@@ -143,6 +144,10 @@ def pytest_configure(config: pytest.Config) -> None:
     drift_session.register(config)  # --llmops-drift-baseline
     if settings.mode == "live":
         config.pluginmanager.register(StaleCassettes(), "llmops-stale-cassettes")
+    if settings.network:
+        from pytest_llmops.traffic import own_clients
+
+        own_clients.install(config)  # every client's Azure OpenAI requests paced, not only the plugin's
     if settings.is_replay:
         from pytest_llmops.cassettes import network
 

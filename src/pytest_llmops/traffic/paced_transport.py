@@ -23,6 +23,7 @@ from pytest_llmops.traffic.limiter import Limiter
 from pytest_llmops.traffic.pacer import Pacer, host_key
 
 _DEPLOYMENT_RE = re.compile(r"/deployments/([^/]+)/")
+_AZURE_OPENAI_RE = re.compile(r"/openai/(deployments/[^/]+|v1)/")
 
 
 @dataclass
@@ -33,15 +34,24 @@ class _Plan:
 
 
 class PacedTransport:
-    """Wraps an ``httpx2`` transport (sync or async): each request to a deployment waits for
-    room in its limiter, is reconciled after, and is sent again after a 429's Retry-After."""
+    """Wraps an ``httpx2`` or ``httpx`` transport (sync or async): each request to a deployment
+    waits for room in its limiter and is reconciled after; a 429 holds every process until its
+    Retry-After and, with ``retry_429``, is sent again here (else the client's own retries,
+    the openai SDK's ``max_retries``, handle it). ``azure_only``: pace only Azure OpenAI's
+    inference paths (``/openai/deployments/{name}/...``, ``/openai/v1/...``)."""
 
-    def __init__(self, inner: Any, the_pacer: Pacer) -> None:
+    def __init__(
+        self, inner: Any, the_pacer: Pacer, *, retry_429: bool = True, azure_only: bool = False
+    ) -> None:
         self.inner = inner
         self.pacer = the_pacer
+        self.retry_429 = retry_429
+        self.azure_only = azure_only
 
     def _plan(self, request: Any) -> _Plan | None:
         url = request.url
+        if self.azure_only and not _AZURE_OPENAI_RE.search(url.path):
+            return None
         body: dict[str, Any] = {}
         if request.method == "POST":
             try:
@@ -70,6 +80,9 @@ class PacedTransport:
                 raise
             if response.status_code != 429:
                 return self._settled(plan, reservation, response)
+            if not self.retry_429:
+                plan.limiter.settle(reservation, 429, response.headers)
+                return response  # the client's own retries take it from here, held by the limiter
             response.read()
             response.close()
             plan.limiter.settle(reservation, 429, response.headers, retrying=attempt < retries)
@@ -91,6 +104,9 @@ class PacedTransport:
                 raise
             if response.status_code != 429:
                 return self._settled(plan, reservation, response)
+            if not self.retry_429:
+                plan.limiter.settle(reservation, 429, response.headers)
+                return response  # the client's own retries take it from here, held by the limiter
             await response.aread()
             await response.aclose()
             plan.limiter.settle(reservation, 429, response.headers, retrying=attempt < retries)
@@ -117,7 +133,8 @@ class PacedTransport:
         if response.is_stream_consumed:  # read already (vcrpy's recorded answers are), and decoded
             done(response.content, "")
         else:
-            response.stream = _sniffer_class()(response.stream, done)
+            library = type(response).__module__.partition(".")[0]  # httpx2 or httpx
+            response.stream = _sniffer_class(library)(response.stream, done)
         return response
 
     def _exhausted(self, plan: _Plan, attempt: int, response: Any) -> RateLimitExhausted:
@@ -175,12 +192,14 @@ def _usage(raw: bytes, encoding: str) -> dict[str, Any] | None:
 
 
 @functools.cache
-def _sniffer_class() -> type:
-    """An ``httpx2`` byte stream that passes chunks through and hands the whole body (or
-    None, if closed early) to ``done`` once."""
-    import httpx2
+def _sniffer_class(library: str) -> type:
+    """A byte stream of ``library`` (``httpx2`` or ``httpx``) that passes chunks through and
+    hands the whole body (or None, if closed early) to ``done`` once."""
+    import importlib
 
-    class UsageSniffer(httpx2.SyncByteStream, httpx2.AsyncByteStream):
+    lib: Any = importlib.import_module(library)
+
+    class UsageSniffer(lib.SyncByteStream, lib.AsyncByteStream):  # type: ignore[misc]
         def __init__(self, stream: Any, done: Callable[[bytes | None], None]) -> None:
             self._stream = stream
             self._done: Callable[[bytes | None], None] | None = done

@@ -72,10 +72,16 @@ class Pacer:
 
 
 pacer_key = pytest.StashKey["Pacer | None"]()
+_making = threading.Lock()
 
 
 def pacer(config: pytest.Config) -> Pacer | None:
     """This process's pacer (one that never waits in replay); None with ``llmops_pacing = false``."""
+    with _making:  # one per process, whichever thread (an app's own client's, say) asks first
+        return _pacer(config)
+
+
+def _pacer(config: pytest.Config) -> Pacer | None:
     if pacer_key not in config.stash:
         from pytest_llmops import resources
         from pytest_llmops import settings as settings_mod

@@ -4,6 +4,7 @@ process's :class:`FaultHub` that the instrumented transports consult."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -64,6 +65,9 @@ class FaultHub:
 
     def __init__(self) -> None:
         self.active: Schedule | None = None
+        self.pace: Callable[[Any], Any] | None = None
+        """Puts a client's transport behind the limiter (live and record runs): what
+        ``llmops_faults.attach`` wraps, so that faults are served above the pacing."""
 
     def take(self, request: Any) -> Fault | None:
         """The fault for an ``httpx2``/``httpx`` request, if this test scheduled one for it."""

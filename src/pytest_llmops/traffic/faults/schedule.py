@@ -128,7 +128,12 @@ class Faults:
             return client  # already attached (the plugin's clients always are)
         mounts = dict(http._mounts)
         self._attached.append((http, transport, mounts))
-        wrap = respx_wrapper(self._hub) if lib.__name__ == "httpx" else httpx2_wrapper(self._hub)
+        serve = respx_wrapper(self._hub) if lib.__name__ == "httpx" else httpx2_wrapper(self._hub)
+        pace = self._hub.pace
+
+        def wrap(inner: Any) -> Any:
+            return serve(pace(inner) if pace is not None else inner)
+
         http._transport = wrap(transport)
         http._mounts = {pattern: (wrap(t) if t is not None else None) for pattern, t in mounts.items()}
         return client
