@@ -21,6 +21,7 @@ from pytest_llmops.traffic.estimate import charged, estimate
 from pytest_llmops.traffic.ledger import Reservation, held_seconds
 from pytest_llmops.traffic.limiter import Limiter
 from pytest_llmops.traffic.pacer import Pacer, host_key
+from pytest_llmops.traffic.wrapping import Wrapping
 
 _DEPLOYMENT_RE = re.compile(r"/deployments/([^/]+)/")
 _AZURE_OPENAI_RE = re.compile(r"/openai/(deployments/[^/]+|v1)/")
@@ -33,7 +34,7 @@ class _Plan:
     body: dict[str, Any]
 
 
-class PacedTransport:
+class PacedTransport(Wrapping):
     """Wraps an ``httpx2`` or ``httpx`` transport (sync or async): each request to a deployment
     waits for room in its limiter and is reconciled after; a 429 holds every process until its
     Retry-After and, with ``retry_429``, is sent again here (else the client's own retries,
@@ -70,7 +71,6 @@ class PacedTransport:
         plan = self._plan(request)
         if plan is None:
             return self.inner.handle_request(request)
-        retries = self.pacer.options.max_retries
         for attempt in itertools.count():
             reservation = plan.limiter.wait(plan.tokens)
             try:
@@ -78,23 +78,17 @@ class PacedTransport:
             except BaseException:
                 plan.limiter.settle(reservation, None, {})
                 raise
-            if response.status_code != 429:
+            if response.status_code != 429 or not self.retry_429:
                 return self._settled(plan, reservation, response)
-            if not self.retry_429:
-                plan.limiter.settle(reservation, 429, response.headers)
-                return response  # the client's own retries take it from here, held by the limiter
             response.read()
             response.close()
-            plan.limiter.settle(reservation, 429, response.headers, retrying=attempt < retries)
-            if attempt >= retries:
-                raise self._exhausted(plan, attempt, response)
+            self._refused(plan, reservation, response, attempt)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def handle_async_request(self, request: Any) -> Any:
         plan = self._plan(request)
         if plan is None:
             return await self.inner.handle_async_request(request)
-        retries = self.pacer.options.max_retries
         for attempt in itertools.count():
             reservation = await plan.limiter.wait_async(plan.tokens)
             try:
@@ -102,20 +96,23 @@ class PacedTransport:
             except BaseException:
                 plan.limiter.settle(reservation, None, {})
                 raise
-            if response.status_code != 429:
+            if response.status_code != 429 or not self.retry_429:
                 return self._settled(plan, reservation, response)
-            if not self.retry_429:
-                plan.limiter.settle(reservation, 429, response.headers)
-                return response  # the client's own retries take it from here, held by the limiter
             await response.aread()
             await response.aclose()
-            plan.limiter.settle(reservation, 429, response.headers, retrying=attempt < retries)
-            if attempt >= retries:
-                raise self._exhausted(plan, attempt, response)
+            self._refused(plan, reservation, response, attempt)
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _refused(self, plan: _Plan, reservation: Reservation, response: Any, attempt: int) -> None:
+        """A 429 this transport sends again (after its Retry-After), unless the retries are spent."""
+        retries = self.pacer.options.max_retries
+        plan.limiter.settle(reservation, 429, response.headers, retrying=attempt < retries)
+        if attempt >= retries:
+            raise self._exhausted(plan, attempt, response)
+
     def _settled(self, plan: _Plan, reservation: Reservation, response: Any) -> Any:
-        """Settle now, or, for a JSON answer, once its body (and usage) has been read."""
+        """Settle now, or, for a JSON answer, once its body (and usage) has been read. A 429
+        left to the client's own retries holds the limiter until its Retry-After."""
         status, headers = response.status_code, response.headers
         if not plan.limiter.keeps_ledger:
             return response
@@ -154,26 +151,6 @@ class PacedTransport:
             "Lower llmops_tokens_per_minute / llmops_requests_per_minute, raise llmops_max_429_retries, "
             "or run with fewer xdist workers."
         )
-
-    def close(self) -> None:
-        self.inner.close()
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-    def __enter__(self) -> PacedTransport:
-        self.inner.__enter__()
-        return self
-
-    def __exit__(self, *args: Any) -> None:
-        self.inner.__exit__(*args)
-
-    async def __aenter__(self) -> PacedTransport:
-        await self.inner.__aenter__()
-        return self
-
-    async def __aexit__(self, *args: Any) -> None:
-        await self.inner.__aexit__(*args)
 
 
 def _usage(raw: bytes, encoding: str) -> dict[str, Any] | None:

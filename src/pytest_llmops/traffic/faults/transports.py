@@ -12,10 +12,11 @@ from typing import Any
 
 from pytest_llmops.traffic.faults.hub import Fault, FaultHub
 from pytest_llmops.traffic.faults.responses import respond
+from pytest_llmops.traffic.wrapping import Wrapping
 
 
 @dataclass
-class FaultTransport:
+class FaultTransport(Wrapping):
     """Wraps an ``httpx2`` transport (sync or async): scheduled faults are answered here,
     everything else goes to ``inner`` (vcrpy's patched transport, or the network)."""
 
@@ -38,26 +39,6 @@ class FaultTransport:
             return await self.inner.handle_async_request(request)
         return respond(fault, request, self.lib, asynchronous=True)
 
-    def close(self) -> None:
-        self.inner.close()
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-    def __enter__(self) -> FaultTransport:
-        self.inner.__enter__()
-        return self
-
-    def __exit__(self, *args: Any) -> None:
-        self.inner.__exit__(*args)
-
-    async def __aenter__(self) -> FaultTransport:
-        await self.inner.__aenter__()
-        return self
-
-    async def __aexit__(self, *args: Any) -> None:
-        await self.inner.__aexit__(*args)
-
 
 def httpx2_wrapper(faults_hub: FaultHub) -> Any:
     def wrap(transport: Any) -> FaultTransport:
@@ -69,7 +50,7 @@ def httpx2_wrapper(faults_hub: FaultHub) -> Any:
 _in_async: contextvars.ContextVar[bool] = contextvars.ContextVar("llmops_faults_async", default=False)
 
 
-class RespxFaults:
+class RespxFaults(Wrapping):
     """For ``httpx`` clients: respx's ``TryTransport`` tries a respx router whose one route
     serves the scheduled faults (or passes the request through to the client's own transport).
 
@@ -103,26 +84,6 @@ class RespxFaults:
             return await self._try.handle_async_request(request)
         finally:
             _in_async.reset(token)
-
-    def close(self) -> None:
-        self.inner.close()
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-    def __enter__(self) -> RespxFaults:
-        self.inner.__enter__()
-        return self
-
-    def __exit__(self, *args: Any) -> None:
-        self.inner.__exit__(*args)
-
-    async def __aenter__(self) -> RespxFaults:
-        await self.inner.__aenter__()
-        return self
-
-    async def __aexit__(self, *args: Any) -> None:
-        await self.inner.__aexit__(*args)
 
 
 @dataclass
