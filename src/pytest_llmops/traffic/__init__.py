@@ -7,8 +7,10 @@ injected as the real service fails.
   (the sliding window every process shares), :mod:`.limiter` (one deployment's limit),
   :mod:`.pacer` (this process's limiters), :mod:`.paced_transport` (the transport that
   waits, reconciles and sends a 429 again), :mod:`.clients` (what the plugin's clients
-  get), :mod:`.summary` (the terminal summary).
+  get), :mod:`.own_clients` (every other ``httpx``/``httpx2`` client's Azure OpenAI
+  requests, in live and record runs), :mod:`.summary` (the terminal summary).
 - Fault injection: :mod:`.faults` and the ``llmops_faults`` fixture in :mod:`.fixtures`.
+- :mod:`.wrapping`: what every transport wrapper here shares.
 
 Nothing here imports httpx, httpx2, respx or openai at module level: they are imported
 when a client is instrumented or a fault is served.

@@ -2,9 +2,10 @@
 
 Before a request, a process reserves its estimated tokens and waits while the window holds
 no room for them; after the response it reconciles the reservation with what the service
-charged. The service's own view wins where it is stricter: ``x-ratelimit-limit-*`` and
-``x-ratelimit-remaining-*`` headers lower the limits and raise the ledger, and a 429 holds
-every process until its ``Retry-After`` has passed.
+charged. The service's own view is the truth: its ``x-ratelimit-limit-*`` headers are the
+limits (the ini options only cap them; a provisioned capacity only stands in until the first
+answer), ``x-ratelimit-renewalperiod-*`` the window, ``x-ratelimit-remaining-*`` raise the
+ledger by what others use, and a 429 holds every process until its ``Retry-After`` has passed.
 """
 
 from __future__ import annotations
