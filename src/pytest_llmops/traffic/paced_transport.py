@@ -1,9 +1,10 @@
 """The transport that paces: each request to a deployment waits for room in its limiter, is
-reconciled with what the service charged, and is sent again after a 429's Retry-After, up to
-``llmops_max_429_retries`` times; after that the test fails with
-:class:`~pytest_llmops.errors.RateLimitExhausted` (never a skip). In replay the limiter never
-waits and the recording's 429s are sent again at once, so a replay makes the requests the
-recording made."""
+reconciled with what the service charged, and (the plugin's clients) is sent again after a
+429's Retry-After, up to ``llmops_max_429_retries`` times; after that the test fails with
+:class:`~pytest_llmops.errors.RateLimitExhausted` (never a skip). Other clients get their 429
+back, for their own retries, while the limiter holds every process until its Retry-After. In
+replay the limiter never waits and the recording's 429s are sent again at once, so a replay
+makes the requests the recording made."""
 
 from __future__ import annotations
 
