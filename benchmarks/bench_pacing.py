@@ -43,7 +43,12 @@ def limiter_overhead(repetitions: int = 5, requests: int = 2000) -> dict[str, fl
 
     import httpx2
 
-    from pytest_llmops import faults, pacing
+    from pytest_llmops.traffic.faults.hub import FaultHub
+    from pytest_llmops.traffic.faults.transports import FaultTransport
+    from pytest_llmops.traffic.limiter import Limiter
+    from pytest_llmops.traffic.options import Options
+    from pytest_llmops.traffic.paced_transport import PacedTransport
+    from pytest_llmops.traffic.pacer import Pacer
 
     results: dict[str, list[float]] = {"ledger": [], "bare": [], "live stack": [], "replay stack": []}
     body = b'{"model":"gpt-4o","messages":[{"role":"user","content":"Question number 1?"}],"max_tokens":500}'
@@ -60,8 +65,8 @@ def limiter_overhead(repetitions: int = 5, requests: int = 2000) -> dict[str, fl
 
     for _ in range(repetitions):
         with tempfile.TemporaryDirectory() as folder:
-            opts = pacing.Options()
-            limiter = pacing.Limiter(Path(folder) / "pacing-bench.json", "gpt-4o", "h:443", opts)
+            opts = Options()
+            limiter = Limiter(Path(folder) / "pacing-bench.json", "gpt-4o", "h:443", opts)
             started = time.perf_counter()
             for _ in range(requests):
                 reservation, _ = limiter.try_acquire(510, 0.0)
@@ -69,11 +74,11 @@ def limiter_overhead(repetitions: int = 5, requests: int = 2000) -> dict[str, fl
                 limiter.settle(reservation, 200, {}, charge=510)
             results["ledger"].append((time.perf_counter() - started) / requests * 1e6)
 
-            hub = faults.FaultHub()
+            hub = FaultHub()
             results["bare"].append(run(httpx2.Client(transport=httpx2.MockTransport(handler))))
             for name, directory in (("live stack", Path(folder)), ("replay stack", None)):
-                paced = pacing.PacedTransport(httpx2.MockTransport(handler), pacing.Pacer(directory, opts))
-                results[name].append(run(httpx2.Client(transport=faults.FaultTransport(paced, hub))))
+                paced = PacedTransport(httpx2.MockTransport(handler), Pacer(directory, opts))
+                results[name].append(run(httpx2.Client(transport=FaultTransport(paced, hub))))
     return {name: statistics.median(values) for name, values in results.items()}
 
 

@@ -22,7 +22,7 @@ import httpx
 import openai
 import pytest
 
-from pytest_llmops.faults import Faults
+from pytest_llmops.traffic.faults import Faults
 from tests.conftest import SECRET_API_KEY, all_bytes
 from tests.double import LabDouble
 
@@ -210,10 +210,11 @@ def test_filtered_completion_plain_and_streamed(double: LabDouble, llmops_faults
     chunks = call(client, stream=True)
 
     choice = reply.choices[0]
-    assert choice.finish_reason == "content_filter" and choice.message.content == ""
+    assert choice.finish_reason == "content_filter" and choice.message is None  # the default: no message
     assert choice.model_extra["content_filter_results"]["violence"] == {"filtered": True, "severity": "high"}
     finishes = [c.choices[0].finish_reason for c in chunks if c.choices]
     assert finishes[-1] == "content_filter" and chunks[0].choices == []
+    assert chunks[-1].choices[0].delta is None  # and a last chunk without delta
     assert double.requests == []
 
 
@@ -238,7 +239,7 @@ def test_match_limits_a_fault_to_some_requests(double: LabDouble, llmops_faults:
 
 
 def test_detached_after_the_test(double: LabDouble, pytestconfig: pytest.Config) -> None:
-    from pytest_llmops.faults import hub
+    from pytest_llmops.traffic.faults.hub import hub
 
     faults = Faults(hub(pytestconfig))
     client = make_client("httpx", double.url, double.openai.api_key)
@@ -360,5 +361,6 @@ def test_faults_never_served_fail_the_test(pytester: pytest.Pytester) -> None:
 
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(
-        ["*llmops_faults: 2 scheduled fault(s) (429) were never served*llmops_faults.attach(your_client)*"]
+        ["*llmops_faults: 2 scheduled faults (429) never served: no client is attached*"
+         "llmops_faults.attach(your_client)*"]
     )

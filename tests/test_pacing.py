@@ -12,7 +12,12 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from pytest_llmops import pacing
+from pytest_llmops.traffic.estimate import charged, estimate
+from pytest_llmops.traffic.ledger import Limits, held_seconds
+from pytest_llmops.traffic.limiter import PROBE_POLL_S, Limiter
+from pytest_llmops.traffic.options import Options
+from pytest_llmops.traffic.paced_transport import PacedTransport
+from pytest_llmops.traffic.pacer import Pacer
 from tests.double import LabDouble
 from tests.double.routing import Response
 
@@ -136,15 +141,18 @@ def test_usage_from_other_clients_counts_through_the_remaining_headers(
     pytester.makepyfile(
         test_shared=SIXTY.replace("range(60)", "range(4)")
         + """
-import httpx2
+import json
+import os
+import urllib.request
 
 def setup_module():
-    import os
-    # Someone else uses 1400 of the 2000 tokens just before the suite starts.
-    httpx2.post(os.environ["AZURE_OPENAI_ENDPOINT"] + "/openai/deployments/gpt-4o/chat/completions",
-                params={"api-version": "2024-05-01-preview"},
-                headers={"api-key": os.environ["AZURE_OPENAI_API_KEY"]},
-                json={"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1390})
+    # Someone else (not an httpx client: the limiter does not see it) uses 1400 of the 2000
+    # tokens just before the suite starts.
+    url = os.environ["AZURE_OPENAI_ENDPOINT"] + "/openai/deployments/gpt-4o/chat/completions?api-version=2024-05-01-preview"
+    body = json.dumps({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1390}).encode()
+    sent = urllib.request.Request(url, data=body, method="POST", headers={
+        "api-key": os.environ["AZURE_OPENAI_API_KEY"], "content-type": "application/json"})
+    urllib.request.urlopen(sent).read()
 """
     )
 
@@ -287,8 +295,8 @@ def test_a_bad_ini_value_is_a_usage_error(pytester: pytest.Pytester, lab_double,
 # -- the limiter itself: two processes' views of one file -----------------------------------------------
 
 
-def limiter(tmp_path: Path, **options: object) -> pacing.Limiter:
-    return pacing.Limiter(tmp_path / "pacing-x.json", "gpt-4o", "example:443", pacing.Options(**options))  # type: ignore[arg-type]
+def limiter(tmp_path: Path, **options: object) -> Limiter:
+    return Limiter(tmp_path / "pacing-x.json", "gpt-4o", "example:443", Options(**options))  # type: ignore[arg-type]
 
 
 def test_two_limiters_on_one_file_share_the_window(tmp_path: Path) -> None:
@@ -313,7 +321,7 @@ def test_the_wait_reported_is_wall_time_not_the_sum_over_workers(tmp_path: Path)
 
     state = worker_a.snapshot()
 
-    assert 10.0 <= pacing.held_seconds(state) < 10.5 and state["stats"]["waited"] == 20.0
+    assert 10.0 <= held_seconds(state) < 10.5 and state["stats"]["waited"] == 20.0
 
 
 def test_a_429_holds_every_worker_until_retry_after(tmp_path: Path) -> None:
@@ -345,7 +353,7 @@ def test_limits_are_learned_from_headers_and_the_smallest_wins(tmp_path: Path) -
     worker.settle(reservation, 200, headers, charge=100)
 
     state = worker.snapshot()
-    assert worker.limits(state) == pacing.Limits(10_000, 30, 60.0, "ini, response headers")
+    assert worker.limits(state) == Limits(10_000, 30, 60.0, "ini, response headers")
     assert sum(entry[2] for entry in state["ledger"]) == 1000  # the service counts 900 more than we sent
     assert sum(entry[4] for entry in state["ledger"]) == 1  # and no other request
 
@@ -355,7 +363,7 @@ def test_unknown_limits_send_one_request_at_a_time_until_the_first_answer(tmp_pa
     probe, _ = worker.try_acquire(100, 0.0)
     assert probe is not None
     held, wait = worker.try_acquire(100, 0.0)
-    assert held is None and wait == pacing.PROBE_POLL_S
+    assert held is None and wait == PROBE_POLL_S
     worker.settle(probe, 200, {})  # no rate-limit headers at all: nothing to pace
     assert worker.try_acquire(100, 0.0)[0] is not None
 
@@ -370,13 +378,13 @@ def test_unknown_limits_send_one_request_at_a_time_until_the_first_answer(tmp_pa
     ],
 )
 def test_estimates(body: dict[str, object], tokens: int) -> None:
-    assert pacing.estimate(body) == tokens
+    assert estimate(body) == tokens
 
 
 def test_charge_is_the_prompt_plus_the_requested_maximum() -> None:
     usage = {"prompt_tokens": 12, "completion_tokens": 30, "total_tokens": 42}
-    assert pacing.charged({"max_tokens": 500}, usage) == 512
-    assert pacing.charged({}, usage) == 42
+    assert charged({"max_tokens": 500}, usage) == 512
+    assert charged({}, usage) == 42
 
 
 
@@ -404,8 +412,8 @@ def test_the_answers_usage_replaces_the_estimate(tmp_path: Path, already_read: b
             return httpx2.Response(200, headers=headers, content=answer)
         return httpx2.Response(200, headers=headers, stream=_Unread(answer))
 
-    the_pacer = pacing.Pacer(tmp_path, pacing.Options())
-    client = httpx2.Client(transport=pacing.PacedTransport(httpx2.MockTransport(handler), the_pacer))
+    the_pacer = Pacer(tmp_path, Options())
+    client = httpx2.Client(transport=PacedTransport(httpx2.MockTransport(handler), the_pacer))
     body = {"messages": [{"role": "user", "content": "x" * 400}], "max_tokens": 100}
 
     client.post("http://h/openai/deployments/gpt-4o/chat/completions", json=body).read()

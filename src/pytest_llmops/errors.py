@@ -93,3 +93,7 @@ class WorkspaceConfigError(LLMOpsError):
 
 class SweepUnavailable(LLMOpsError):
     """A sweeper cannot run: its cloud is not configured (the message says what to set)."""
+
+
+class RateLimitExhausted(LLMOpsError):
+    """A paced request was still answered 429 after its retry budget (``llmops_max_429_retries``)."""

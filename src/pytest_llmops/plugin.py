@@ -33,11 +33,12 @@ from pytest_llmops.databricks.fixtures import (  # noqa: F401 - fixtures
     databricks_workspace,
 )
 from pytest_llmops.errors import LLMOpsError, ReplayMiss
-from pytest_llmops.faults import llmops_faults  # noqa: F401 - fixtures
 from pytest_llmops.monitoring import session as drift_session
 from pytest_llmops.monitoring.session import llmops_drift  # noqa: F401 - fixture
 from pytest_llmops.tracking import hooks as tracking_hooks
 from pytest_llmops.tracking.fixtures import llmops_run, llmops_traces, mlflow_experiment  # noqa: F401 - fixtures
+from pytest_llmops.traffic.fixtures import failure_note as faults_failure_note
+from pytest_llmops.traffic.fixtures import llmops_faults  # noqa: F401 - fixtures
 from pytest_llmops.validation import cassette_options, run_options
 
 _sealed_key = pytest.StashKey[bool]()
@@ -115,17 +116,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("llmops_tracking_uri", "MLflow tracking URI", default="")
     parser.addini("llmops_experiment", "MLflow experiment name", default="")
     parser.addini(
-        "llmops_pacing", "pace the plugin's Azure OpenAI clients to the deployment's rate limit in live and "
-        "record modes (default true)", type="bool", default=True,
+        "llmops_pacing", "pace every Azure OpenAI request (the plugin's clients' and your own httpx/httpx2 "
+        "clients') to the deployment's rate limit in live and record modes (default true)",
+        type="bool", default=True,
     )
     parser.addini(
         "llmops_tokens_per_minute", "tokens per minute the plugin's clients may use per deployment, across "
-        "xdist workers (default: the deployment's capacity, else its x-ratelimit-limit-tokens header)",
+        "xdist workers (default: its x-ratelimit-limit-tokens header; until the first answer, its capacity)",
         default="",
     )
     parser.addini(
-        "llmops_requests_per_minute", "requests per minute per deployment (default: 6 per 1000 tokens per "
-        "minute of capacity, else the x-ratelimit-limit-requests header)",
+        "llmops_requests_per_minute", "requests per minute per deployment (default: its x-ratelimit-limit-"
+        "requests header; until the first answer, 1 per 1000 tokens per minute of capacity)",
         default="",
     )
     parser.addini(
@@ -160,6 +162,10 @@ def pytest_configure(config: pytest.Config) -> None:
     drift_session.register(config)  # --llmops-drift-baseline
     if settings.mode == "live":
         config.pluginmanager.register(StaleCassettes(), "llmops-stale-cassettes")
+    if settings.network:
+        from pytest_llmops.traffic import own_clients
+
+        own_clients.install(config)  # every client's Azure OpenAI requests paced, not only the plugin's
     if settings.is_replay:
         from pytest_llmops.cassettes import network
 
@@ -179,9 +185,9 @@ def _check_ini(config: pytest.Config) -> None:
             f"llmops_pacing: {exc}. Use true or false, e.g. `llmops_pacing = false`."
         ) from exc
     if any(str(config.getini(name) or "").strip() for name in PACING_NUMBERS):
-        from pytest_llmops import pacing
+        from pytest_llmops.traffic import options as pacing_options
 
-        pacing.options(config)
+        pacing_options.options(config)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -245,6 +251,10 @@ def pytest_runtest_makereport(
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     item.stash.setdefault(reports_key, {})[report.when] = report
+    if report.when == "call" and report.failed:
+        note = faults_failure_note(item)  # what llmops_faults did that the failure may come from
+        if note:
+            report.sections.append(("llmops_faults", note))
     cassette = item.stash.get(cassette_key, None)
     if report.when == "call" and cassette is not None and cassette.stale:
         # Travels with the report, so the xdist controller sees it too.
@@ -327,9 +337,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
     run_dir = settings_mod.get(config).rootdir / ".llmops" / "run" / llmops_session.session_id(config)
     if settings_mod.get(config).network:
-        from pytest_llmops import pacing
+        from pytest_llmops.traffic import summary
 
-        pacing.collect_summary(config, run_dir)  # the workers' totals, before their files go
+        summary.collect_summary(config, run_dir)  # the workers' totals, before their files go
     shutil.rmtree(run_dir, ignore_errors=True)
 
 
@@ -337,9 +347,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
     """Live and record runs: how long the plugin's clients waited for the rate limit, and
     how many 429s they met."""
     if settings_mod.settings_key in config.stash and settings_mod.get(config).network:
-        from pytest_llmops import pacing
+        from pytest_llmops.traffic import summary
 
-        pacing.write_summary(terminalreporter, config)
+        summary.write_summary(terminalreporter, config)
 
 
 class StaleCassettes:

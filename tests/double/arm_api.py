@@ -567,10 +567,9 @@ class ArmDouble:
             if d["properties"]["model"].get("name") == model and d["sku"]["name"] == sku
         )
 
-    def _register_deployment(self, name: str, model: str, version: str) -> None:
+    def _register_deployment(self, name: str, model: str, version: str, capacity: int, location: str) -> None:
         with self.lock:
-            self.double.openai.deployments.add(name)
-            self.double.openai.model_versions[name] = f"{model}-{version}"
+            self.double.openai.add_deployment(name, f"{model}-{version}", capacity, location)
 
     def _unregister_deployment(self, name: str) -> None:
         with self.lock:
@@ -633,7 +632,9 @@ class ArmDouble:
                     and name.lower() in account["deployments"]
                 ):
                     deployment["properties"]["provisioningState"] = "Succeeded"
-                    self._register_deployment(name, str(model.get("name")), str(model.get("version")))
+                    self._register_deployment(
+                        name, str(model.get("name")), str(model.get("version")), capacity, location
+                    )
             return None
 
         return self._accepted(

@@ -32,6 +32,15 @@ _COMPLETION_FILTER = {
 }
 # Streamed content chunks carry the four harm categories only.
 _CHUNK_FILTER = {"hate": _SAFE, "self_harm": _SAFE, "sexual": _SAFE, "violence": _SAFE}
+_FILTERED = {"filtered": True, "severity": "high"}
+
+FILTER_SHAPES = ("no_message", "role_only", "partial")
+"""How a choice cut by the content filter comes (``finish_reason: content_filter``), each seen
+from the real service: with no ``message`` key at all (a stream's last chunk with no
+``delta``), with ``message: {"role": "assistant"}`` only, or with the text written before
+the cut (both with ``delta: {}`` in a stream)."""
+RATE_LIMIT_CODES = ("RateLimitReached", "429")
+"""The ``error.code`` of a 429: newer resources say ``RateLimitReached``, older ones ``"429"``."""
 
 _WORDS_PER_CHUNK = 2
 _ARGUMENT_CHARS_PER_CHUNK = 8
@@ -65,10 +74,23 @@ def _tool_calls(completion: Completion) -> list[dict[str, Any]]:
     ]
 
 
+def _verdict(filters: dict[str, Any], filtered: bool) -> dict[str, Any]:
+    verdict = copy.deepcopy(filters)
+    if filtered:
+        verdict["violence"] = dict(_FILTERED)
+    return verdict
+
+
 def completion_payload(
-    completion: Completion, completion_id: str, model: str, created: int, fingerprint: str
+    completion: Completion,
+    completion_id: str,
+    model: str,
+    created: int,
+    fingerprint: str,
+    filter_shape: str | None = None,
 ) -> dict[str, Any]:
-    """A non-streamed ``chat.completion`` body."""
+    """A non-streamed ``chat.completion`` body; ``filter_shape`` (one of ``FILTER_SHAPES``):
+    the completion was cut by the content filter, and its choice comes in that shape."""
     message: dict[str, Any] = {
         "annotations": [],
         "content": completion.content,
@@ -78,17 +100,20 @@ def completion_payload(
     if completion.tool_calls:
         message["tool_calls"] = _tool_calls(completion)
     # Azure reports no completion filter verdict for tool calls (empty object).
-    filters = {} if completion.tool_calls else copy.deepcopy(_COMPLETION_FILTER)
+    filters = {} if completion.tool_calls else _verdict(_COMPLETION_FILTER, filter_shape is not None)
+    choice: dict[str, Any] = {
+        "content_filter_results": filters,
+        "finish_reason": "content_filter" if filter_shape else completion.finish_reason,
+        "index": 0,
+        "logprobs": None,
+        "message": message,
+    }
+    if filter_shape == "no_message":
+        del choice["message"]
+    elif filter_shape == "role_only":
+        choice["message"] = {"role": "assistant"}
     return {
-        "choices": [
-            {
-                "content_filter_results": filters,
-                "finish_reason": completion.finish_reason,
-                "index": 0,
-                "logprobs": None,
-                "message": message,
-            }
-        ],
+        "choices": [choice],
         "created": created,
         "id": completion_id,
         "model": model,
@@ -114,8 +139,10 @@ def stream_chunks(
     created: int,
     fingerprint: str,
     include_usage: bool,
+    filter_shape: str | None = None,
 ) -> list[dict[str, Any]]:
-    """The ``chat.completion.chunk`` objects of a stream, in order (without ``[DONE]``)."""
+    """The ``chat.completion.chunk`` objects of a stream, in order (without ``[DONE]``);
+    ``filter_shape``: the content filter cut it (``"no_message"``: its last chunk has no ``delta``)."""
 
     def chunk(delta: dict[str, Any], filters: dict[str, Any], finish_reason: str | None) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -166,7 +193,13 @@ def stream_chunks(
         chunks.append(chunk({"content": "", "refusal": None, "role": "assistant"}, {}, None))
         for piece in _split_words(completion.content or ""):
             chunks.append(chunk({"content": piece}, _CHUNK_FILTER, None))
-    chunks.append(chunk({}, {}, completion.finish_reason))
+    if filter_shape is None:
+        chunks.append(chunk({}, {}, completion.finish_reason))
+    else:
+        cut = chunk({}, _verdict(_CHUNK_FILTER, True), "content_filter")
+        if filter_shape == "no_message":
+            del cut["choices"][0]["delta"]
+        chunks.append(cut)
     if include_usage:
         last = chunk({}, {}, None)
         last["choices"] = []
@@ -206,8 +239,19 @@ def deployment_not_found() -> dict[str, Any]:
     )
 
 
-def rate_limited(deployment: str, region: str, api_version: str, retry_after: int) -> dict[str, Any]:
-    """429 for the tokens-per-minute limit (older resources say ``"code": "429"``)."""
+def rate_limited(
+    deployment: str, region: str, api_version: str, retry_after: int, code: str = "RateLimitReached"
+) -> dict[str, Any]:
+    """429 for the tokens-per-minute limit, as newer resources (``RateLimitReached``) or older
+    ones (``"429"``) say it."""
+    if code == "429":
+        return azure_error(
+            "429",
+            f"Requests to the ChatCompletions_Create Operation under Azure OpenAI API version {api_version} "
+            f"have exceeded token rate limit of your current OpenAI S0 pricing tier. Please retry after "
+            f"{retry_after} seconds. Please go here: https://aka.ms/oai/quotaincrease if you would like to "
+            "further increase the default rate limit.",
+        )
     return azure_error(
         "RateLimitReached",
         f"Your requests to {deployment} for {deployment} in {region} have exceeded the token rate "

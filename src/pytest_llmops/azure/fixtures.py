@@ -170,11 +170,11 @@ def azure_openai_client(
     if client is None:
         from openai import AzureOpenAI
 
-        from pytest_llmops import pacing
         from pytest_llmops.azure.openai import client_kwargs
+        from pytest_llmops.traffic.clients import instrument
 
         client = AzureOpenAI(**client_kwargs(azure_openai_deployment, azure_credential))
-        pacing.instrument(client, pytestconfig, azure_openai_deployment)
+        instrument(client, pytestconfig, azure_openai_deployment)
         _llmops_openai_clients[azure_openai_deployment] = client
     return client
 
@@ -192,8 +192,8 @@ def azure_openai_async_client(
     Paced and open to ``llmops_faults`` like ``azure_openai_client``."""
     from openai import AsyncAzureOpenAI
 
-    from pytest_llmops import pacing
     from pytest_llmops.azure.openai import client_kwargs
+    from pytest_llmops.traffic.clients import instrument
 
     client = AsyncAzureOpenAI(**client_kwargs(azure_openai_deployment, azure_credential))
-    return pacing.instrument(client, pytestconfig, azure_openai_deployment)
+    return instrument(client, pytestconfig, azure_openai_deployment)
