@@ -73,3 +73,8 @@ class WorkspaceConfigError(LLMOpsError):
 
 class SweepUnavailable(LLMOpsError):
     """A sweeper cannot run: its cloud is not configured (the message says what to set)."""
+
+
+class EvaluationError(LLMOpsError):
+    """A scorer or judge of ``llmops_eval`` could not give a result (it raised, or the judge's
+    answer could not be read), or ``llmops_eval`` was used where it cannot score."""
