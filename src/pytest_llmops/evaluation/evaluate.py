@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -77,17 +78,26 @@ def set_active(test: ActiveTest | None) -> None:
 
 
 def install() -> None:
-    """Have MLflow patch its evaluation module when it is (or once it was) imported."""
+    """Patch MLflow's evaluation module now if it is imported, else when it is (through
+    MLflow's post-import hooks). Cheap when done: called as every tracked test starts."""
+    module = sys.modules.get(EVALUATION_MODULE)
+    if module is not None:
+        _patch(module)
+        return
     from mlflow.utils.import_hooks import register_post_import_hook
 
-    register_post_import_hook(_patch, EVALUATION_MODULE, overwrite=True)
+    with contextlib.suppress(KeyError):  # MLflow's registry thinks it fired for a module since dropped
+        register_post_import_hook(_patch, EVALUATION_MODULE, overwrite=True)
 
 
 def _patch(module: Any) -> None:
     _serialize_predictions(getattr(module, "harness", None))
     original = getattr(module, "_start_run_or_reuse_active_run", None)
-    if original is None or hasattr(original, "__llmops_original__"):
+    # Patched once per copy of this module (a test suite that runs pytest in-process may
+    # import it again, and the shim must read this copy's active test).
+    if original is None or getattr(original, "__llmops_patch__", None) is _patch:
         return
+    original = getattr(original, "__llmops_original__", original)
 
     @contextlib.contextmanager
     def start_run_or_nest() -> Iterator[Any]:
@@ -100,6 +110,7 @@ def _patch(module: Any) -> None:
             yield run
 
     start_run_or_nest.__llmops_original__ = original  # type: ignore[attr-defined]
+    start_run_or_nest.__llmops_patch__ = _patch  # type: ignore[attr-defined]
     module._start_run_or_reuse_active_run = start_run_or_nest
 
 
@@ -107,8 +118,9 @@ def _serialize_predictions(harness: Any) -> None:
     """While cassettes intercept, evaluate's ``predict_fn`` calls take turns with its judges'
     requests (:data:`~pytest_llmops.evaluation.judge.CASSETTE_LOCK`)."""
     run_predict = getattr(harness, "_run_predict", None)
-    if run_predict is None or hasattr(run_predict, "__llmops_original__"):
+    if run_predict is None or getattr(run_predict, "__llmops_patch__", None) is _patch:
         return
+    run_predict = getattr(run_predict, "__llmops_original__", run_predict)
 
     @functools.wraps(run_predict)
     def run_predict_in_turn(*args: Any, **kwargs: Any) -> Any:
@@ -119,6 +131,7 @@ def _serialize_predictions(harness: Any) -> None:
             return run_predict(*args, **kwargs)
 
     run_predict_in_turn.__llmops_original__ = run_predict  # type: ignore[attr-defined]
+    run_predict_in_turn.__llmops_patch__ = _patch  # type: ignore[attr-defined]
     harness._run_predict = run_predict_in_turn
 
 

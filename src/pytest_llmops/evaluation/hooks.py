@@ -38,9 +38,6 @@ def register(config: pytest.Config) -> None:
 class EvaluationPlugin:
     """Evaluation hooks of one pytest process."""
 
-    def __init__(self) -> None:
-        self._installed = False
-
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
         """While a tracked test's body runs, ``mlflow.genai.evaluate`` nests under its run."""
@@ -49,9 +46,7 @@ class EvaluationPlugin:
             return (yield)
         from pytest_llmops.evaluation import evaluate
 
-        if not self._installed:
-            evaluate.install()
-            self._installed = True
+        evaluate.install()
         plugin = tracking_hooks.get(item.config)
         one_at_a_time = plugin.settings.mode != "live"
         evaluate.set_active(evaluate.ActiveTest(item, plugin, tracked, state_mod.of(item), one_at_a_time))

@@ -10,6 +10,7 @@ trace with ``mlflow.log_feedback``, and whether it passed is decided as MLflow's
 
 from __future__ import annotations
 
+import enum
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -85,24 +86,26 @@ class LLMOpsEval:
     # -- logging ------------------------------------------------------------------------
     def log_inputs(self, **inputs: Any) -> None:
         """The inputs of the case under test (a scorer's ``inputs``; the trace's inputs)."""
+        self._sync()
         self._log("inputs", self.inputs, inputs)
         self._trace = None
 
     def log_outputs(self, **outputs: Any) -> None:
         """What the application answered (a scorer's ``outputs``; the trace's outputs)."""
+        self._sync()
         self._log("outputs", self.outputs, outputs)
         self._trace = None
 
     def log_expectations(self, **expectations: Any) -> None:
         """Ground truth for the case (a scorer's ``expectations``), logged on the test's trace
         as MLflow expectations when it is scored."""
+        self._sync()
         self._log("expectations", self.expectations, expectations)
 
     def _log(self, kind: str, into: dict[str, Any], values: Mapping[str, Any]) -> None:
         from mlflow import MlflowClient
         from mlflow.entities import RunTag
 
-        self._sync()
         into.update(values)
         import mlflow
 
@@ -138,10 +141,11 @@ class LLMOpsEval:
                 self._keep(feedback, written, mlflow)
                 spent.add_judge(feedback.metadata, feedback.source.source_id if feedback.source else None)
                 passed, _ = _passes(feedback, getattr(scorer, "pass_if", None))
-                results.append(Score(feedback.name, feedback.value, feedback.rationale, passed, feedback))
-                value = _as_float(feedback.value)
-                if value is not None:
-                    self._state.add_scores({metric_name(f"{feedback.name}/mean"): value})
+                value = _plain(feedback.value)
+                results.append(Score(feedback.name, value, feedback.rationale, passed, feedback))
+                number = _as_float(value)
+                if number is not None:
+                    self._state.add_scores({metric_name(f"{feedback.name}/mean"): number})
         self._state.extra_usd += spent.usd
         if note := spent.note():
             self._state.note(note)
@@ -267,6 +271,11 @@ def _passes(feedback: Feedback, pass_if: Any) -> tuple[bool, str | None]:
         feedback.value, feedback.error_message, feedback.rationale, pass_if
     )
     return outcome
+
+
+def _plain(value: Any) -> Any:
+    """A judge's rating (MLflow's ``CategoricalRating``, a string enum) as its plain string."""
+    return value.value if isinstance(value, enum.Enum) else value
 
 
 def _text(value: Any) -> str:
