@@ -1,10 +1,12 @@
 """What a test's LLM calls cost, in US dollars: ``llmops.cost_usd``.
 
-A trace's cost is MLflow's where MLflow computed one (the trace's ``mlflow.trace.cost``
-metadata, or a span's ``mlflow.llm.cost`` attribute: Databricks tracking computes them
-client side), else its LLM spans' tokens times a price table: the ``llmops_prices`` ini
-option over :data:`DEFAULT_PRICES`. A judge's cost is MLflow's ``judgeCost`` of its
-feedback, else the judge's tokens times the same table.
+A trace's cost is MLflow's where MLflow has one: the trace's ``mlflow.trace.cost`` metadata
+or a span's ``mlflow.llm.cost`` attribute (Databricks tracking computes them as the trace
+ends), else what MLflow's SQL store will attach to the span when it is written (its model
+and tokens priced from the model catalog bundled with MLflow; never downloaded here); else
+the span's tokens times a price table: the ``llmops_prices`` ini option over
+:data:`DEFAULT_PRICES`, for what MLflow cannot price (deployment names, fine-tuned models).
+A judge's cost is MLflow's ``judgeCost`` of its feedback, else its tokens times the table.
 
 Prices are US dollars per million tokens, input then output, one model per line::
 
@@ -120,6 +122,18 @@ def _tokens(usage: Any) -> tuple[int, int] | None:
     return int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0)
 
 
+def _mlflow_cost(model: str | None, usage: Any) -> float | None:
+    """What MLflow's store prices a span at (its bundled catalog: no provider, no download)."""
+    if not model or not isinstance(usage, Mapping):
+        return None
+    from mlflow.tracing.utils import calculate_cost_by_model_and_token_usage
+
+    try:
+        return _total(calculate_cost_by_model_and_token_usage(model, dict(usage), None))
+    except Exception:  # a model MLflow cannot price: the table's turn
+        return None
+
+
 @dataclass
 class Cost:
     """The cost of a test so far, and the models it found no price for."""
@@ -164,10 +178,16 @@ class Cost:
                 self.usd += span_cost
                 priced = True
                 continue
-            tokens = _tokens(span.get_attribute("mlflow.chat.tokenUsage"))
-            if tokens is not None:
+            usage = _json(span.get_attribute("mlflow.chat.tokenUsage"))
+            tokens = _tokens(usage)
+            if tokens is None:
+                continue
+            priced = True
+            mlflow_cost = _mlflow_cost(model, usage)
+            if mlflow_cost is not None:
+                self.usd += mlflow_cost
+            else:
                 self.add_tokens(tokens, model, requested)
-                priced = True
         if not priced:  # no span carried usage: the trace's total (as CallStats counts it)
             tokens = _tokens(trace.info.token_usage)
             if tokens is not None and first_model is not None:
