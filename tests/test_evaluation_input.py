@@ -83,7 +83,10 @@ def test_a_scorer_that_raises_is_named_and_the_other_runs_are_kept(pytester: pyt
     fine = by_name["test_bad.py::test_fine"]
     assert fine.info.status == "FINISHED" and fine.data.metrics["eval.short.mean"] == 1.0
     assert by_name["test_bad.py::test_broken"].data.tags["llmops.outcome"] == "failed"
-    assert "scorer 'broken' failed on 1 of 1 rows" in (pytester.path / "report.md").read_text()
+    report = (pytester.path / "report.md").read_text()
+    assert "scorer 'broken' failed on 1 of 1 rows" in report
+    assert "| mean latency (ms) | cost (USD) | short.mean | test | run |" in report
+    assert "| 0.000000 | 1.00 | `test_bad.py::test_fine` |" in report
 
 
 @pytest.mark.parametrize(
