@@ -6,15 +6,12 @@ For every tracked test it:
   (:mod:`.evaluate`);
 - runs the body of ``@pytest.mark.llmops(repeat=N)`` tests N times (:mod:`.repeat`);
 - before the test's run ends, gives it ``llmops.cost_usd`` (:mod:`.cost`) and the
-  evaluation metrics, and the summary row their notes;
-- with a tracking server, logs the feedback ``llmops_eval`` kept until the test's traces
-  were written.
+  evaluation metrics, and the summary row their notes.
 Nothing heavy is imported until a tracked test runs.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Generator
 
 import pytest
@@ -73,19 +70,13 @@ class EvaluationPlugin:
         repeat.run(pyfuncitem, options, plugin, tracked, state, pyfuncitem.stash[cassette_key])
         return True
 
-    @pytest.hookimpl(wrapper=True, tryfirst=True)
-    def pytest_runtest_teardown(self, item: pytest.Item) -> Generator[None, None, None]:
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_teardown(self, item: pytest.Item) -> None:
         """Before the test's fixtures (its run among them) are torn down: cost and scores
-        into the run's metrics. After: feedback kept for a tracking server, logged."""
+        into the run's metrics."""
         tracked = item.stash.get(tracking_hooks.tracked_key, None)
-        state = item.stash.get(state_mod.state_key, None)
         if tracked is not None:
-            _finish(item, tracked, state)
-        try:
-            return (yield)
-        finally:
-            if state is not None and state.pending:
-                _log_pending(item, state)
+            _finish(item, tracked, item.stash.get(state_mod.state_key, None))
 
 
 def _finish(
@@ -103,20 +94,3 @@ def _finish(
     if state is not None:
         tracked.metrics.update(state.metrics())
         tracked.notes.extend(n for n in state.notes if n not in tracked.notes)
-
-
-def _log_pending(item: pytest.Item, state: state_mod.TestEvaluation) -> None:
-    """Assessments of a test whose traces were written only when it ended."""
-    import mlflow
-
-    from pytest_llmops.tracking.store import quiet_mlflow
-
-    pending, state.pending = state.pending, []
-    tracking_hooks.get(item.config).flush()
-    with quiet_mlflow():
-        for trace_id, assessment in pending:
-            try:
-                mlflow.log_assessment(trace_id=trace_id, assessment=assessment)
-            except Exception as exc:  # the test's result stands; say what is missing
-                said = f"{item.nodeid}: could not log {assessment.name!r} on trace {trace_id}: {exc}"
-                warnings.warn(pytest.PytestWarning(said), stacklevel=1)

@@ -3,9 +3,14 @@
 The test's trace is the trace ``log_inputs``/``log_outputs`` describe (made when first
 scored: one span with those inputs and outputs), else the last trace the test made (its
 LLM call, autologged). Scorers run as ``mlflow.genai.evaluate`` runs them
-(``scorer.run(inputs=, outputs=, expectations=, trace=)``), each result is logged on the
-trace with ``mlflow.log_feedback``, and whether it passed is decided as MLflow's
-``EvaluationResult.passed`` decides it (yes, True, or the scorer's ``pass_if``).
+(``scorer.run(inputs=, outputs=, expectations=, trace=)``), and whether a result passed is
+decided as MLflow's ``EvaluationResult.passed`` decides it (yes, True, or ``pass_if``).
+
+Each result is MLflow feedback on the trace (expectations are MLflow expectations). A trace
+already in the store gets it through ``mlflow.log_feedback``; a trace the plugin still holds
+(traces are written when the test ends: :mod:`pytest_llmops.tracking.traces`) carries it in
+its ``info.assessments``, written with the trace in the same insert. Writing the trace early
+to log feedback the usual way cost ~50 ms a test, measured (``benchmarks/bench_eval.py``).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from pytest_llmops.evaluation.state import TestEvaluation, metric_name
 from pytest_llmops.tracking.runs import clip
 
 if TYPE_CHECKING:
-    from mlflow.entities import Feedback, Trace
+    from mlflow.entities import Assessment, Feedback, Trace
 
     from pytest_llmops.tracking.hooks import TrackedTest, TrackingPlugin
 
@@ -119,18 +124,16 @@ class LLMOpsEval:
     def score(self, *scorers: Any) -> list[Score]:
         """Run MLflow scorers (built-in judges such as ``Guidelines(..., model=llmops_judge)``,
         or ``@scorer`` functions) on the test's trace; log and return their results."""
-        import mlflow
 
         self._sync()
         if not scorers:
             raise EvaluationError(f"{self._item.nodeid}: llmops_eval.score() needs at least one scorer.")
         checked = [self._scorer(position, scorer) for position, scorer in enumerate(scorers, 1)]
         trace = self._test_trace()
-        written = self._tracking.flush_test(self._tracked.collector)
         root = _root(trace)
         inputs = self.inputs or (root.inputs if root is not None else None)
         outputs = self.outputs or (root.outputs if root is not None else None)
-        self._log_expectations(trace, written)
+        self._log_expectations(trace, root)
         results: list[Score] = []
         spent = cost_mod.Cost(cost_mod.prices(self._item.config))
         for scorer in checked:
@@ -138,7 +141,7 @@ class LLMOpsEval:
                 feedback.trace_id = trace.info.trace_id
                 if root is not None:
                     feedback.span_id = root.span_id
-                self._keep(feedback, written, mlflow)
+                self._keep(feedback)
                 spent.add_judge(feedback.metadata, feedback.source.source_id if feedback.source else None)
                 passed, _ = _passes(feedback, getattr(scorer, "pass_if", None))
                 value = _plain(feedback.value)
@@ -203,8 +206,7 @@ class LLMOpsEval:
         self._trace = own[-1]
         return self._trace
 
-    def _log_expectations(self, trace: Trace, written: bool) -> None:
-        import mlflow
+    def _log_expectations(self, trace: Trace, root: Any) -> None:
         from mlflow.entities import Expectation
 
         for name, value in self.expectations.items():
@@ -212,10 +214,8 @@ class LLMOpsEval:
             if key in self._logged_expectations:
                 continue
             self._logged_expectations.add(key)
-            if written:
-                mlflow.log_expectation(trace_id=trace.info.trace_id, name=name, value=value)
-            else:
-                self._state.pending.append((trace.info.trace_id, Expectation(name=name, value=value)))
+            span_id = root.span_id if root is not None else None
+            self._keep(Expectation(name=name, value=value, trace_id=trace.info.trace_id, span_id=span_id))
 
     def _run(self, scorer: Any, trace: Trace, inputs: Any, outputs: Any) -> list[Feedback]:
         from mlflow.genai.evaluation.utils import standardize_scorer_value
@@ -247,20 +247,29 @@ class LLMOpsEval:
             "expectations=..., trace=...). Fix the scorer, or call it on its own to debug it."
         )
 
-    def _keep(self, feedback: Feedback, written: bool, mlflow: Any) -> None:
-        if not written:
-            self._state.pending.append((feedback.trace_id or "", feedback))
-            return
-        mlflow.log_feedback(
-            trace_id=feedback.trace_id,
-            name=feedback.name,
-            value=feedback.value,
-            source=feedback.source,
-            error=feedback.error,
-            rationale=feedback.rationale,
-            metadata=feedback.metadata,
-            span_id=feedback.span_id,
-        )
+    def _keep(self, assessment: Assessment) -> None:
+        """Put an assessment on its trace: with the trace when the plugin still holds it,
+        else through MLflow (``log_feedback`` / ``log_expectation``)."""
+        import mlflow
+        from mlflow.entities import Feedback
+
+        trace_id = assessment.trace_id or ""
+        held = self._tracked.collector.pending(trace_id)
+        if held is not None:
+            held.info.assessments.append(assessment)
+        elif isinstance(assessment, Feedback):
+            mlflow.log_feedback(
+                trace_id=trace_id,
+                name=assessment.name,
+                value=assessment.value,
+                source=assessment.source,
+                error=assessment.error,
+                rationale=assessment.rationale,
+                metadata=assessment.metadata,
+                span_id=assessment.span_id,
+            )
+        else:
+            mlflow.log_assessment(trace_id=trace_id, assessment=assessment)
 
 
 def _passes(feedback: Feedback, pass_if: Any) -> tuple[bool, str | None]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
 
@@ -45,8 +44,6 @@ class TestEvaluation:
     extra_usd: float = 0.0
     """Cost not in the test's own traces: judges, and evaluate's predict_fn calls."""
     notes: list[str] = field(default_factory=list)
-    pending: list[tuple[str, Any]] = field(default_factory=list)
-    """``(trace id, assessment)`` to log once the test's traces are written (tracking servers)."""
     repetition: Repetition | None = None
     metrics_extra: dict[str, float] = field(default_factory=dict)
 

@@ -1,0 +1,197 @@
+"""What ``llmops_eval.score`` with a ``@scorer`` function costs per test: the same marked test
+with and without it, in one session.
+
+Generates a throw-away project whose marked tests each replay one chat completion from
+their own cassette, in 2 x R alternating blocks of N tests (plain, scored, plain, scored...)
+of one pytest session. A scored test then runs ``llmops_eval.score(short)`` on the answer's
+autologged trace: the trace is written to the store at once (``score`` needs it there),
+the scorer runs as ``mlflow.genai.evaluate`` runs it, and its feedback is logged with
+``mlflow.log_feedback``. Every test is timed (setup, call, teardown) from a conftest hook,
+and each block until the tracking writer has flushed what it was handed, so the plain
+blocks' deferred trace writes count too. The median over the pairs is reported (the first
+pair also pays one-time costs, importing mlflow.genai among them: shown, left out when R >= 3).
+
+    python benchmarks/bench_eval.py                       # 100 tests per block, 3 pairs
+    python benchmarks/bench_eval.py --tests 50 --repetitions 5 --keep
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+URI = (
+    "https://resource.openai.azure.com/openai/deployments/gpt-4o/chat/completions"
+    "?api-version=2024-05-01-preview"
+)
+
+CONFTEST = '''
+import json, os, time
+import pytest
+
+TIMES = {}
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_protocol(item, nextitem):
+    start = time.perf_counter()
+    try:
+        return (yield)
+    finally:
+        block = item.callspec.params["block"]
+        if nextitem is None or nextitem.callspec.params["block"] != block:
+            from pytest_llmops.tracking import hooks
+
+            hooks.get(item.config).flush()  # the block's deferred writes, timed in its last test
+        TIMES.setdefault(block, []).append(time.perf_counter() - start)
+
+
+def pytest_sessionfinish(session):
+    with open(os.environ["BENCH_OUT"], "w") as out:
+        json.dump(TIMES, out)
+'''
+
+TESTS = """
+import pytest
+from mlflow.genai.scorers import scorer
+
+N = {n}
+
+
+@scorer
+def short(outputs) -> bool:
+    return len(str(outputs)) < 2000
+
+
+def ask(client, i):
+    messages = [{{"role": "user", "content": f"Question {{i}}"}}]
+    return client.chat.completions.create(model="gpt-4o", messages=messages)
+"""
+
+PLAIN = """
+@pytest.mark.llmops
+@pytest.mark.parametrize("block", [{block!r}])
+@pytest.mark.parametrize("i", range(N))
+def test_{name}(azure_openai_client, block, i):
+    ask(azure_openai_client, i)
+"""
+
+SCORED = """
+@pytest.mark.llmops
+@pytest.mark.parametrize("block", [{block!r}])
+@pytest.mark.parametrize("i", range(N))
+def test_{name}(azure_openai_client, llmops_eval, block, i):
+    ask(azure_openai_client, i)
+    (score,) = llmops_eval.score(short)
+    assert score.passed
+"""
+
+
+def cassette(i: int) -> str:
+    request = {"messages": [{"role": "user", "content": f"Question {i}"}], "model": "gpt-4o"}
+    answer = {
+        "id": f"chatcmpl-{i}", "object": "chat.completion", "created": 1700000000, "model": "gpt-4o-2024-05-13",
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": f"Answer {i}"}}],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17},
+    }
+    return yaml.safe_dump({"version": 1, "interactions": [{
+        "request": {"method": "POST", "uri": URI, "body": json.dumps(request),
+                    "headers": {"content-type": ["application/json"]}},
+        "response": {"status": {"code": 200, "message": "OK"}, "headers": {"content-type": ["application/json"]},
+                     "body": {"string": json.dumps(answer)}},
+    }]})
+
+
+def build(root: Path, n: int, repetitions: int) -> list[str]:
+    """Write the project; returns the block names in run order."""
+    blocks = [f"{kind}-{r}" for r in range(repetitions) for kind in ("plain", "scored")]
+    (root / "conftest.py").write_text(CONFTEST)
+    parts = [TESTS.format(n=n)]
+    for block in blocks:
+        template = SCORED if block.startswith("scored") else PLAIN
+        parts.append(template.format(block=block, name=block.replace("-", "_")))
+    (root / "test_bench.py").write_text("".join(parts))
+    folder = root / "cassettes" / "test_bench"
+    folder.mkdir(parents=True)
+    for block in blocks:
+        for i in range(n):
+            (folder / f"test_{block.replace('-', '_')}-{i}-{block}.yaml").write_text(cassette(i))
+    return blocks
+
+
+def run_session(n: int, repetitions: int, keep: bool) -> tuple[dict[str, list[float]], list[str]] | None:
+    root = Path(tempfile.mkdtemp(prefix="llmops-bench-eval-"))
+    try:
+        blocks = build(root, n, repetitions)
+        out = root / "times.json"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMOPS_", "MLFLOW_", "AZURE_"))}
+        env["BENCH_OUT"] = str(out)
+        env.pop("PYTHONDONTWRITEBYTECODE", None)  # measure what users get: bytecode caches on
+        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(root)]
+        result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            print(result.stdout[-4000:], result.stderr[-4000:], sep="\n")
+            return None
+        return json.loads(out.read_text()), blocks
+    finally:
+        if keep:
+            print(f"project kept in {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def report(times: dict[str, list[float]], blocks: list[str], n: int) -> None:
+    print(f"\n== {n} marked tests per block, each replaying one chat completion; ms per test")
+    print(f"{'block':<10} {'median':>8} {'mean':>8} {'total s':>8}")
+    for block in blocks:
+        values = [t * 1000 for t in times[block]]
+        print(f"{block:<10} {statistics.median(values):>8.2f} {statistics.mean(values):>8.2f} {sum(values) / 1000:>8.2f}")
+    pairs: list[tuple[float, float, float]] = []
+    for r in range(len(blocks) // 2):
+        plain, scored = times[f"plain-{r}"], times[f"scored-{r}"]
+        pairs.append((
+            (sum(scored) - sum(plain)) * 1000 / n,
+            (statistics.median(scored) - statistics.median(plain)) * 1000,
+            sum(scored) / sum(plain),
+        ))
+    print("\npair   score() cost/test: wall (block totals)   median test   ratio scored/plain")
+    for r, (total, median, ratio) in enumerate(pairs):
+        print(f"{r:<6} {total:>36.2f} {median:>13.2f} {ratio:>20.2f}")
+    steady = pairs[1:] if len(pairs) >= 3 else pairs
+    summary: dict[str, Any] = {
+        "ms_per_test_block_totals": statistics.median(p[0] for p in steady),
+        "ms_per_test_median": statistics.median(p[1] for p in steady),
+        "ratio": statistics.median(p[2] for p in steady),
+    }
+    print(
+        f"llmops_eval.score with a @scorer, per test, median over pairs"
+        f"{' after the first' if len(pairs) >= 3 else ''}: {summary['ms_per_test_block_totals']:.2f} ms wall "
+        f"(block totals), {summary['ms_per_test_median']:.2f} ms (median test), x{summary['ratio']:.2f} the plain test"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tests", type=int, default=100, help="tests per block (default 100)")
+    parser.add_argument("--repetitions", type=int, default=3, help="pairs of blocks (default 3)")
+    parser.add_argument("--keep", action="store_true", help="keep the generated project, print its path")
+    args = parser.parse_args()
+    outcome = run_session(args.tests, args.repetitions, args.keep)
+    if outcome is None:
+        return 1
+    report(*outcome, args.tests)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
