@@ -40,11 +40,12 @@ import json, os, time
 import pytest
 
 TIMES = {}
+CPU = {}
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_protocol(item, nextitem):
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     try:
         return (yield)
     finally:
@@ -54,11 +55,12 @@ def pytest_runtest_protocol(item, nextitem):
 
             hooks.get(item.config).flush()  # the block's deferred writes, timed in its last test
         TIMES.setdefault(block, []).append(time.perf_counter() - start)
+        CPU.setdefault(block, []).append(time.process_time() - cpu_start)
 
 
 def pytest_sessionfinish(session):
     with open(os.environ["BENCH_OUT"], "w") as out:
-        json.dump(TIMES, out)
+        json.dump({"times": TIMES, "cpu": CPU}, out)
 '''
 
 TESTS = """
@@ -129,7 +131,7 @@ def build(root: Path, n: int, repetitions: int) -> list[str]:
     return blocks
 
 
-def run_session(n: int, repetitions: int, keep: bool) -> tuple[dict[str, list[float]], list[str]] | None:
+def run_session(n: int, repetitions: int, keep: bool) -> tuple[dict[str, Any], list[str]] | None:
     root = Path(tempfile.mkdtemp(prefix="llmops-bench-eval-"))
     try:
         blocks = build(root, n, repetitions)
@@ -150,33 +152,35 @@ def run_session(n: int, repetitions: int, keep: bool) -> tuple[dict[str, list[fl
             shutil.rmtree(root, ignore_errors=True)
 
 
-def report(times: dict[str, list[float]], blocks: list[str], n: int) -> None:
+def report(data: dict[str, Any], blocks: list[str], n: int) -> None:
+    times, cpu = data["times"], data["cpu"]
     print(f"\n== {n} marked tests per block, each replaying one chat completion; ms per test")
-    print(f"{'block':<10} {'median':>8} {'mean':>8} {'total s':>8}")
+    print(f"{'block':<10} {'median':>8} {'mean':>8} {'total s':>8} {'cpu mean':>9}")
     for block in blocks:
         values = [t * 1000 for t in times[block]]
-        print(f"{block:<10} {statistics.median(values):>8.2f} {statistics.mean(values):>8.2f} {sum(values) / 1000:>8.2f}")
-    pairs: list[tuple[float, float, float]] = []
+        print(
+            f"{block:<10} {statistics.median(values):>8.2f} {statistics.mean(values):>8.2f} "
+            f"{sum(values) / 1000:>8.2f} {statistics.mean(cpu[block]) * 1000:>9.2f}"
+        )
+    pairs: list[tuple[float, float, float, float, float]] = []
     for r in range(len(blocks) // 2):
-        plain, scored = times[f"plain-{r}"], times[f"scored-{r}"]
+        plain, scored = f"plain-{r}", f"scored-{r}"
         pairs.append((
-            (sum(scored) - sum(plain)) * 1000 / n,
-            (statistics.median(scored) - statistics.median(plain)) * 1000,
-            sum(scored) / sum(plain),
+            (sum(times[scored]) - sum(times[plain])) * 1000 / n,
+            (statistics.median(times[scored]) - statistics.median(times[plain])) * 1000,
+            (sum(cpu[scored]) - sum(cpu[plain])) * 1000 / n,
+            sum(times[scored]) / sum(times[plain]),
+            sum(cpu[scored]) / sum(cpu[plain]),
         ))
-    print("\npair   score() cost/test: wall (block totals)   median test   ratio scored/plain")
-    for r, (total, median, ratio) in enumerate(pairs):
-        print(f"{r:<6} {total:>36.2f} {median:>13.2f} {ratio:>20.2f}")
+    print("\npair   score() cost/test: wall (block totals)   median test   cpu   ratio wall   ratio cpu")
+    for r, (total, median, cpu_diff, ratio, cpu_ratio) in enumerate(pairs):
+        print(f"{r:<6} {total:>36.2f} {median:>13.2f} {cpu_diff:>5.2f} {ratio:>12.2f} {cpu_ratio:>11.2f}")
     steady = pairs[1:] if len(pairs) >= 3 else pairs
-    summary: dict[str, Any] = {
-        "ms_per_test_block_totals": statistics.median(p[0] for p in steady),
-        "ms_per_test_median": statistics.median(p[1] for p in steady),
-        "ratio": statistics.median(p[2] for p in steady),
-    }
+    wall, median, cpu_ms, ratio, cpu_ratio = (statistics.median(p[i] for p in steady) for i in range(5))
     print(
         f"llmops_eval.score with a @scorer, per test, median over pairs"
-        f"{' after the first' if len(pairs) >= 3 else ''}: {summary['ms_per_test_block_totals']:.2f} ms wall "
-        f"(block totals), {summary['ms_per_test_median']:.2f} ms (median test), x{summary['ratio']:.2f} the plain test"
+        f"{' after the first' if len(pairs) >= 3 else ''}: {wall:.2f} ms wall (block totals), "
+        f"{median:.2f} ms (median test), {cpu_ms:.2f} ms cpu; scored/plain x{ratio:.2f} wall, x{cpu_ratio:.2f} cpu"
     )
 
 
