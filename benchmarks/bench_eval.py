@@ -28,40 +28,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-URI = (
-    "https://resource.openai.azure.com/openai/deployments/gpt-4o/chat/completions"
-    "?api-version=2024-05-01-preview"
-)
-
-CONFTEST = '''
-import json, os, time
-import pytest
-
-TIMES = {}
-CPU = {}
-
-
-@pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_protocol(item, nextitem):
-    start, cpu_start = time.perf_counter(), time.process_time()
-    try:
-        return (yield)
-    finally:
-        block = item.callspec.params["block"]
-        if nextitem is None or nextitem.callspec.params["block"] != block:
-            from pytest_llmops.tracking import hooks
-
-            hooks.get(item.config).flush()  # the block's deferred writes, timed in its last test
-        TIMES.setdefault(block, []).append(time.perf_counter() - start)
-        CPU.setdefault(block, []).append(time.process_time() - cpu_start)
-
-
-def pytest_sessionfinish(session):
-    with open(os.environ["BENCH_OUT"], "w") as out:
-        json.dump({"times": TIMES, "cpu": CPU}, out)
-'''
+# The marker benchmark's replayed chat completion per test, and its timing conftest (every
+# test timed, CPU too; the last test of a marked block also waits for the writer's flush).
+from bench_marker import CONFTEST, cassette
 
 TESTS = """
 import pytest
@@ -97,21 +66,6 @@ def test_{name}(azure_openai_client, llmops_eval, block, i):
     (score,) = llmops_eval.score(short)
     assert score.passed
 """
-
-
-def cassette(i: int) -> str:
-    request = {"messages": [{"role": "user", "content": f"Question {i}"}], "model": "gpt-4o"}
-    answer = {
-        "id": f"chatcmpl-{i}", "object": "chat.completion", "created": 1700000000, "model": "gpt-4o-2024-05-13",
-        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": f"Answer {i}"}}],
-        "usage": {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17},
-    }
-    return yaml.safe_dump({"version": 1, "interactions": [{
-        "request": {"method": "POST", "uri": URI, "body": json.dumps(request),
-                    "headers": {"content-type": ["application/json"]}},
-        "response": {"status": {"code": 200, "message": "OK"}, "headers": {"content-type": ["application/json"]},
-                     "body": {"string": json.dumps(answer)}},
-    }]})
 
 
 def build(root: Path, n: int, repetitions: int) -> list[str]:
