@@ -50,7 +50,7 @@ def test_options_live_in_one_group(pytester: pytest.Pytester):
 def test_markers_are_registered_with_descriptions(pytester: pytest.Pytester):
     result = pytester.runpytest("--markers")
     result.stdout.fnmatch_lines([
-        "@pytest.mark.llmops(experiment=None, run_name=None, params=None, tags=None, autolog=True):*",
+        "@pytest.mark.llmops(experiment=None, run_name=None, params=None, tags=None, autolog=True, repeat=1, min_pass_rate=1.0):*",
         "@pytest.mark.llmops_cassette(name=None, match_on=None, allow_repeats=False):*",
     ])
 

@@ -97,3 +97,8 @@ class SweepUnavailable(LLMOpsError):
 
 class RateLimitExhausted(LLMOpsError):
     """A paced request was still answered 429 after its retry budget (``llmops_max_429_retries``)."""
+
+
+class EvaluationError(LLMOpsError):
+    """A scorer or judge of ``llmops_eval`` could not give a result (it raised, or the judge's
+    answer could not be read), or ``llmops_eval`` was used where it cannot score."""

@@ -33,6 +33,8 @@ from pytest_llmops.databricks.fixtures import (  # noqa: F401 - fixtures
     databricks_workspace,
 )
 from pytest_llmops.errors import LLMOpsError, ReplayMiss
+from pytest_llmops.evaluation import hooks as evaluation_hooks
+from pytest_llmops.evaluation.fixtures import llmops_eval, llmops_judge  # noqa: F401 - fixtures
 from pytest_llmops.monitoring import session as drift_session
 from pytest_llmops.monitoring.session import llmops_drift  # noqa: F401 - fixture
 from pytest_llmops.tracking import hooks as tracking_hooks
@@ -56,8 +58,9 @@ CASSETTE_FIXTURES = frozenset({
 """Fixtures whose tests get a cassette without asking: their clients make HTTP calls."""
 
 MARKERS = (
-    "llmops(experiment=None, run_name=None, params=None, tags=None, autolog=True): run the test "
-    "inside its own MLflow run (with mlflow.openai.autolog() traces) and a cassette.",
+    "llmops(experiment=None, run_name=None, params=None, tags=None, autolog=True, repeat=1, "
+    "min_pass_rate=1.0): run the test inside its own MLflow run (with mlflow.openai.autolog() traces) "
+    "and a cassette; repeat=N runs its body N times and passes when min_pass_rate of them pass.",
     "llmops_cassette(name=None, match_on=None, allow_repeats=False): cassette options, or a "
     "cassette for a test that uses no llmops fixture. name is relative to the cassette folder.",
 )
@@ -141,6 +144,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default="",
     )
     parser.addini(
+        "llmops_prices", "US dollars per million input and output tokens, one `MODEL = INPUT OUTPUT` per "
+        "line, for llmops.cost_usd (default: gpt-4o = 2.50 10.00)", type="linelist", default=[],
+    )
+    parser.addini(
         "llmops_databricks_node_type",
         "node type of the cluster --llmops-provision creates (else DATABRICKS_NODE_TYPE, "
         "else Standard_D4ds_v5)",
@@ -159,6 +166,7 @@ def pytest_configure(config: pytest.Config) -> None:
     _check_ini(config)
     config.stash[settings_mod.settings_key] = settings
     tracking_hooks.register(config)  # MLflow runs per marked test; its hooks live on the object
+    evaluation_hooks.register(config)  # evaluate nesting, repeat=N, cost
     drift_session.register(config)  # --llmops-drift-baseline
     if settings.mode == "live":
         config.pluginmanager.register(StaleCassettes(), "llmops-stale-cassettes")

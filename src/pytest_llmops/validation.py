@@ -29,6 +29,10 @@ class RunOptions:
     params: Mapping[str, Any] | None = None
     tags: Mapping[str, str] | None = None
     autolog: bool = True
+    repeat: int = 1
+    """How many times the test body runs (each repetition its own child run and cassette)."""
+    min_pass_rate: float = 1.0
+    """The share of repetitions that must pass for the test to pass (0..1)."""
 
 
 def _fail(nodeid: str, marker: str, problem: str, signature: str) -> pytest.UsageError:
@@ -56,7 +60,11 @@ def _kwargs(
 
 
 CASSETTE_SIGNATURE = "llmops_cassette(name=None, match_on=None, allow_repeats=False)"
-RUN_SIGNATURE = "llmops(experiment=None, run_name=None, params=None, tags=None, autolog=True)"
+RUN_SIGNATURE = (
+    "llmops(experiment=None, run_name=None, params=None, tags=None, autolog=True, repeat=1, "
+    "min_pass_rate=1.0)"
+)
+RUN_ARGUMENTS = ("experiment", "run_name", "params", "tags", "autolog", "repeat", "min_pass_rate")
 
 
 def cassette_options(nodeid: str, mark: pytest.Mark | None) -> CassetteOptions:
@@ -90,7 +98,7 @@ def cassette_options(nodeid: str, mark: pytest.Mark | None) -> CassetteOptions:
 def run_options(nodeid: str, mark: pytest.Mark) -> RunOptions:
     """Validated ``llmops`` marker arguments."""
     sig = RUN_SIGNATURE
-    kwargs = _kwargs(nodeid, mark, ("experiment", "run_name", "params", "tags", "autolog"), sig)
+    kwargs = _kwargs(nodeid, mark, RUN_ARGUMENTS, sig)
     for key in ("experiment", "run_name"):
         value = kwargs.get(key)
         if value is not None and (not isinstance(value, str) or not value.strip()):
@@ -104,10 +112,26 @@ def run_options(nodeid: str, mark: pytest.Mark) -> RunOptions:
     autolog = kwargs.get("autolog", True)
     if not isinstance(autolog, bool):
         raise _fail(nodeid, mark.name, f"autolog must be True or False, got {autolog!r}", sig)
+    repeat = kwargs.get("repeat", 1)
+    if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
+        raise _fail(nodeid, mark.name, f"repeat must be a whole number >= 1, got {repeat!r}", sig)
+    min_pass_rate = kwargs.get("min_pass_rate", 1.0)
+    if (
+        isinstance(min_pass_rate, bool)
+        or not isinstance(min_pass_rate, (int, float))
+        or not 0.0 <= min_pass_rate <= 1.0
+    ):
+        raise _fail(
+            nodeid, mark.name,
+            f"min_pass_rate must be a number from 0 to 1 (the share of repetitions that must pass, "
+            f"e.g. min_pass_rate=0.8 with repeat=5), got {min_pass_rate!r}", sig,
+        )
     return RunOptions(
         experiment=kwargs.get("experiment"),
         run_name=kwargs.get("run_name"),
         params=kwargs.get("params"),
         tags=kwargs.get("tags"),
         autolog=autolog,
+        repeat=repeat,
+        min_pass_rate=float(min_pass_rate),
     )

@@ -198,9 +198,12 @@ def complete(body: dict[str, Any]) -> Completion:
     prompt = prompt_tokens(messages, tools)
     last_user = _last_index(messages, "user")
     user_text = message_text(messages[last_user]) if last_user >= 0 else ""
+    judged = judge_answer(body, user_text)
 
     # A tool result after the last user message: answer with it (the second turn of a tool call).
-    if _last_index(messages, "tool") > last_user:
+    if judged is not None:
+        content = judged
+    elif _last_index(messages, "tool") > last_user:
         content = _tool_result_answer(messages, last_user)
     else:
         function = choose_tool(tools, body.get("tool_choice"), user_text) if tools else None
@@ -217,3 +220,98 @@ def complete(body: dict[str, Any]) -> Completion:
     if isinstance(limit, int) and count_tokens(content) > limit:
         content, finish_reason = truncate_tokens(content, limit), "length"
     return Completion(content, finish_reason, prompt, count_tokens(content))
+
+
+# -- judges ---------------------------------------------------------------------------------------------
+# An LLM judge (MLflow's Guidelines, Safety, make_judge...) asks for a JSON verdict, either with
+# ``response_format: json_schema`` (structured outputs) or with the JSON template in its prompt.
+# The real model answers a JSON object: ``{"rationale": "Let's think step by step. ...", "result":
+# "yes"}``, raw (no markdown), as the prompts ask. The double judges a few kinds of guideline the
+# way a reader would (is it a joke, is it about animals, does it mention a quoted word, is it in
+# another language) and says yes to the rest; content is safe unless it holds violent words.
+
+_ANIMALS = re.compile(
+    r"\b(?:animals?|elephants?|mouse|mice|cats?|dogs?|cows?|birds?|fish|lions?|tigers?|bears?|monkeys?|"
+    r"horses?|ducks?|penguins?|otters?|herons?|badgers?|owls?|frogs?|rabbits?|sheep|goats?|pigs?|"
+    r"chickens?|giraffes?|zebras?|kangaroos?|koalas?|snakes?|whales?|dolphins?|sharks?|bees?)\b"
+)
+_LANGUAGES = ("french", "spanish", "german", "italian", "portuguese", "chinese", "japanese", "korean")
+_UNSAFE = re.compile(r"\b(?:kill|murder|bomb|weapon|attack|hate|suicide|poison)\w*\b")
+_QUOTED = re.compile(r"(?<!\w)[\"'\u201c\u2018]([^\"'\u201d\u2019]{2,40})[\"'\u201d\u2019](?!\w)")
+
+
+def _tag(prompt: str, name: str) -> list[str]:
+    return [m.strip() for m in re.findall(rf"<{name}>(.*?)</{name}>", prompt, flags=re.DOTALL)]
+
+
+def _is_joke(text: str) -> bool:
+    lowered = text.lower()
+    return ("?" in text and ("because" in lowered or "!" in text)) or "joke" in lowered
+
+
+def _meets(guideline: str, response: str) -> tuple[bool, str]:
+    """Whether ``response`` meets one guideline, and why."""
+    wanted = guideline.lower()
+    lowered = response.lower()
+    reasons: list[str] = []
+    met = True
+    if "joke" in wanted:
+        joke = _is_joke(response)
+        met &= joke
+        reasons.append("it is a joke: a question and its punchline" if joke else "it is not a joke")
+    if "animal" in wanted:
+        found = _ANIMALS.search(lowered)
+        met &= found is not None
+        reasons.append(f"it is about animals ({found.group(0)})" if found else "it mentions no animal")
+    for language in _LANGUAGES:
+        if language in wanted:
+            met = False
+            reasons.append(f"it is written in English, not {language.capitalize()}")
+    for term in _QUOTED.findall(guideline):
+        present = term.lower() in lowered
+        met &= present
+        reasons.append(f"it {'mentions' if present else 'does not mention'} \"{term}\"")
+    if not reasons:
+        reasons.append("nothing in it goes against the guideline")
+    return met, "; ".join(reasons)
+
+
+def _verdict(prompt: str) -> tuple[bool, str]:
+    """The judge's decision on a judge prompt, and its rationale."""
+    guidelines = _tag(prompt, "guideline")
+    if guidelines:
+        response = " ".join(_tag(prompt, "response")) or prompt
+        checks = [(g, *_meets(g, response)) for g in guidelines]
+        failed = [(g, why) for g, ok, why in checks if not ok]
+        if failed:
+            said = "; ".join(f'the guideline "{g}" is not met: {why}' for g, why in failed)
+            return False, f"Let's think step by step. {said[0].upper()}{said[1:]}."
+        said = "; ".join(f'"{g}": {why}' for g, _, why in checks)
+        return True, f"Let's think step by step. The response meets every guideline. {said}."
+    if "safety" in prompt.lower() or "<text>" in prompt:
+        text = " ".join(_tag(prompt, "text")) or prompt
+        harmful = _UNSAFE.search(text.lower())
+        if harmful:
+            return False, f"Let's think step by step. The text speaks of \"{harmful.group(0)}\": it violates the policy."
+        return True, "Let's think step by step. The text holds no hate, harassment, violence or harmful acts: it is safe."
+    return True, "Let's think step by step. The response does what the instructions ask."
+
+
+def judge_answer(body: dict[str, Any], prompt: str) -> str | None:
+    """The JSON verdict for a judge's request, or None when the request is no judge's."""
+    response_format = body.get("response_format") or {}
+    schema = None
+    if isinstance(response_format, dict) and response_format.get("type") == "json_schema":
+        schema = (response_format.get("json_schema") or {}).get("schema") or {}
+    elif not ('"rationale"' in prompt and '"result"' in prompt):
+        return None
+    result, rationale = _verdict(prompt)
+    answer: dict[str, Any] = {"rationale": rationale, "result": "yes" if result else "no"}
+    if schema is None:
+        return json.dumps(answer, indent=2)
+    properties = schema.get("properties") or {}
+    shaped = {
+        name: answer.get(name, answer_text(prompt) if spec.get("type", "string") == "string" else None)
+        for name, spec in properties.items()
+    }
+    return json.dumps(shaped or answer)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -79,6 +79,11 @@ class TrackedTest:
     run: Run
     collector: Collector
     experiment_id: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    """Metrics other parts of the plugin add to the run before it ends (evaluation scores,
+    ``llmops.cost_usd``, repetitions); they reach the summary row too."""
+    notes: list[str] = field(default_factory=list)
+    """What the summary should say about the test (a scorer that failed in an evaluation)."""
 
 
 tracked_key = pytest.StashKey[TrackedTest]()
@@ -194,7 +199,9 @@ class TrackingPlugin:
         runs.stop(run.info.run_id, status)
         call = reports.get("call")
         duration = float(call.duration) if call is not None else 0.0
-        metrics = {"llmops.duration_s": duration, **collector.stats.metrics()}
+        tracked = item.stash.get(tracked_key, None)
+        added = dict(tracked.metrics) if tracked is not None else {}
+        metrics = {"llmops.duration_s": duration, **collector.stats.metrics(), **added}
         params = {**runs.scalar_params(item), **{k: str(v) for k, v in (options.params or {}).items()}}
         tags = {"llmops.outcome": result}
         cassette = item.stash.get(cassette_key, None)
@@ -216,6 +223,8 @@ class TrackingPlugin:
             total_tokens=stats.total_tokens,
             latency_ms_mean=metrics.get("llmops.latency_ms_mean"),
             latency_ms_max=metrics.get("llmops.latency_ms_max"),
+            metrics=added,
+            notes=list(tracked.notes) if tracked is not None else [],
         )
 
     def flush(self) -> None:
@@ -335,6 +344,7 @@ class TrackingPlugin:
             "llmops.prompt_tokens": float(totals["prompt_tokens"]),
             "llmops.completion_tokens": float(totals["completion_tokens"]),
             "llmops.total_tokens": float(totals["total_tokens"]),
+            "llmops.cost_usd": float(totals["cost_usd"]),
         }
         for name, count in totals["outcomes"].items():
             metrics[f"llmops.{name}"] = float(count)

@@ -36,6 +36,33 @@ class TestRecord:
     total_tokens: int = 0
     latency_ms_mean: float | None = None
     latency_ms_max: float | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    """Metrics evaluation added to the run: ``llmops.cost_usd``, ``llmops.repetitions``,
+    ``llmops.repetitions_passed``, ``llmops.pass_rate`` and ``eval.<scorer>.<aggregate>``."""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def cost_usd(self) -> float | None:
+        return self.metrics.get("llmops.cost_usd")
+
+    @property
+    def scores(self) -> dict[str, float]:
+        """``eval.<scorer>.<aggregate>`` metrics, by name without the ``eval.`` prefix."""
+        return {name[5:]: value for name, value in sorted(self.metrics.items()) if name.startswith("eval.")}
+
+    @property
+    def repetitions(self) -> str | None:
+        """``passed/total`` for a repeated test."""
+        total = self.metrics.get("llmops.repetitions")
+        if total is None:
+            return None
+        return f"{int(self.metrics.get('llmops.repetitions_passed', 0))}/{int(total)}"
+
+    def extras(self) -> str:
+        """Repetitions and scores, for the end of the terminal row."""
+        parts = [f"{self.repetitions} passed"] if self.repetitions else []
+        parts += [f"{name} {value:.2f}" for name, value in self.scores.items()]
+        return f"  [{'; '.join(parts)}]" if parts else ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -77,24 +104,27 @@ class Summary:
             "latency_ms_mean": weighted / calls if calls else None,
             "latency_ms_max": max(maxima) if maxima else None,
             "duration_s": sum(r.duration_s for r in self.records),
+            "cost_usd": sum(r.cost_usd or 0.0 for r in self.records),
         }
 
     # -- renderings ------------------------------------------------------------------
     def lines(self) -> list[str]:
         """The terminal table, totals and the command that opens the store."""
-        header = f"{'outcome':<11} {'calls':>5} {'tokens':>8} {'mean ms':>9}  test"
+        header = f"{'outcome':<11} {'calls':>5} {'tokens':>8} {'mean ms':>9} {'cost $':>9}  test"
         lines = [header]
         for record in self.sorted_records():
             lines.append(
                 f"{record.outcome:<11} {record.llm_calls:>5} {record.total_tokens:>8} "
-                f"{_ms(record.latency_ms_mean):>9}  {record.nodeid}"
+                f"{_ms(record.latency_ms_mean):>9} {_usd(record.cost_usd):>9}  "
+                f"{record.nodeid}{record.extras()}"
             )
         totals = self.totals()
         outcomes = ", ".join(f"{n} {name}" for name, n in totals["outcomes"].items())
         lines.append(
             f"{'total':<11} {totals['llm_calls']:>5} {totals['total_tokens']:>8} "
-            f"{_ms(totals['latency_ms_mean']):>9}  {totals['tests']} tests ({outcomes}); tokens: "
-            f"{totals['prompt_tokens']} prompt + {totals['completion_tokens']} completion"
+            f"{_ms(totals['latency_ms_mean']):>9} {_usd(totals['cost_usd']):>9}  {totals['tests']} tests "
+            f"({outcomes}); tokens: {totals['prompt_tokens']} prompt + "
+            f"{totals['completion_tokens']} completion"
         )
         for parent in self.parent_runs:
             lines.append(
@@ -104,6 +134,7 @@ class Summary:
         lines.append(f"tracking store: {self.tracking_uri}")
         lines.append(f"open it: {self.ui_command}")
         lines.extend(f"warning: {error}" for error in self.errors)
+        lines.extend(f"note: {r.nodeid}: {note}" for r in self.sorted_records() for note in r.notes)
         return lines
 
     def to_dict(self) -> dict[str, Any]:
@@ -113,7 +144,10 @@ class Summary:
             "ui_command": self.ui_command,
             "parent_runs": self.parent_runs,
             "totals": self.totals(),
-            "tests": [r.to_dict() for r in self.sorted_records()],
+            "tests": [
+                {**r.to_dict(), "cost_usd": r.cost_usd, "scores": r.scores, "repetitions": r.repetitions}
+                for r in self.sorted_records()
+            ],
             "errors": self.errors,
         }
 
@@ -122,23 +156,29 @@ class Summary:
 
     def to_markdown(self) -> str:
         totals = self.totals()
+        scores = sorted({name for r in self.records for name in r.scores})
+        repeated = any(r.repetitions for r in self.records)
+        extra = (["repetitions passed"] if repeated else []) + scores
         out = [
             "# pytest-llmops: MLflow runs",
             "",
             "| outcome | LLM calls | prompt tokens | completion tokens | total tokens | mean latency (ms) "
-            "| test | run |",
-            "|---|---:|---:|---:|---:|---:|---|---|",
+            "| cost (USD) | " + "".join(f"{_md(name)} | " for name in extra) + "test | run |",
+            "|---|---:|---:|---:|---:|---:|---:|" + "---:|" * len(extra) + "---|---|",
         ]
         for r in self.sorted_records():
+            cells = ([r.repetitions or "-"] if repeated else []) + [_score(r.scores.get(n)) for n in scores]
             out.append(
                 f"| {r.outcome} | {r.llm_calls} | {r.prompt_tokens} | {r.completion_tokens} | "
-                f"{r.total_tokens} | {_ms(r.latency_ms_mean)} | `{_md(r.nodeid)}` | `{r.run_id}` |"
+                f"{r.total_tokens} | {_ms(r.latency_ms_mean)} | {_usd(r.cost_usd)} | "
+                + "".join(f"{cell} | " for cell in cells)
+                + f"`{_md(r.nodeid)}` | `{r.run_id}` |"
             )
         outcomes = ", ".join(f"{n} {name}" for name, n in totals["outcomes"].items())
         out.append(
             f"| **total** | {totals['llm_calls']} | {totals['prompt_tokens']} | "
             f"{totals['completion_tokens']} | {totals['total_tokens']} | {_ms(totals['latency_ms_mean'])} | "
-            f"{totals['tests']} tests ({outcomes}) | |"
+            f"{_usd(totals['cost_usd'])} | " + "| " * len(extra) + f"{totals['tests']} tests ({outcomes}) | |"
         )
         out += ["", f"Tracking store: `{self.tracking_uri}`", ""]
         for parent in self.parent_runs:
@@ -148,6 +188,7 @@ class Summary:
             )
         out += ["", "Open it:", "", "```", self.ui_command, "```", ""]
         out.extend(f"> warning: {error}" for error in self.errors)
+        out.extend(f"> note: `{_md(r.nodeid)}`: {note}" for r in self.sorted_records() for note in r.notes)
         return "\n".join(out) + "\n"
 
     def write(self, path: Path) -> None:
@@ -159,6 +200,14 @@ class Summary:
 
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
+
+
+def _usd(value: float | None) -> str:
+    return "-" if value is None else f"{value:.6f}"
+
+
+def _score(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def _md(text: str) -> str:

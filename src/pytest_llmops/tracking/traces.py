@@ -151,6 +151,12 @@ class Collector:
         for otel_trace_id in ready:
             self.take(otel_trace_id)
 
+    def pending(self, trace_id: str) -> Trace | None:
+        """The finished trace ``trace_id`` if it is not handed to the writer yet: assessments
+        added to its ``info.assessments`` are written with it (MLflow's ``start_trace``)."""
+        with self._lock:
+            return next((t for t in self._pending if t.info.trace_id == trace_id), None)
+
     def hand_over(self, write: Callable[[Trace], None]) -> None:
         """Pass the traces not yet handed over to ``write``, oldest first."""
         with self._lock:

@@ -1,0 +1,15 @@
+"""Evaluation of LLM answers in tests, built on ``mlflow.genai``: its scorers, judges,
+assessments and evaluation runs, with the judges' calls recorded in the tests' cassettes.
+
+Importing this package is cheap: mlflow is imported only when a tracked test runs.
+
+Modules:
+
+- ``evaluate``: ``mlflow.genai.evaluate`` inside a tracked test (nested run, metrics);
+- ``scoring``: ``llmops_eval``, scorers on one test's own trace;
+- ``judge``: ``llmops_judge``, MLflow's judges on the session's Azure OpenAI deployment;
+- ``repeat``: ``@pytest.mark.llmops(repeat=N, min_pass_rate=P)``;
+- ``cost``: ``llmops.cost_usd`` and the ``llmops_prices`` table;
+- ``state``: what evaluation keeps about a running test;
+- ``fixtures`` and ``hooks``: the pytest side.
+"""
