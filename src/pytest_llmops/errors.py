@@ -73,3 +73,8 @@ class WorkspaceConfigError(LLMOpsError):
 
 class SweepUnavailable(LLMOpsError):
     """A sweeper cannot run: its cloud is not configured (the message says what to set)."""
+
+
+class ClusterEnvironmentMissing(LLMOpsError):
+    """A Databricks cluster lacks environment variables its code reads (the message says
+    what to set on the cluster, and how)."""

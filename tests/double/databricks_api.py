@@ -1,6 +1,12 @@
 """The Databricks REST API on the lab double: workspace discovery, SCIM Me, clusters.
 
-The command execution API (1.2) lives in ``databricks_commands.py``; both register here.
+The command execution API (1.2) lives in ``databricks_commands.py`` and the Secrets API in
+``databricks_secrets.py``; all register here.
+
+A cluster's commands see the environment the cluster was given, nothing else: its
+``spark_env_vars``, with ``{{secrets/<scope>/<key>}}`` references resolved from the secret
+store when the cluster starts (a reference that cannot be resolved stops the start with
+termination reason ``SECRET_RESOLUTION_ERROR``).
 
 Errors use the platform shape ``{"error_code", "message"}`` with the statuses the real
 workspace sends. Notably ``clusters/get`` for an unknown (or permanently deleted) cluster
@@ -25,7 +31,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import databricks_catalog as catalog
+from . import databricks_secrets
 from .databricks_commands import CommandExecution
+from .databricks_secrets import MissingSecret, Secrets
 from .routing import Request, Response, json_response
 
 if TYPE_CHECKING:
@@ -49,6 +57,8 @@ class _Cluster:
     since: float  # server clock when the current state was entered
     fail_with_quota: bool = False
     permanently_deleted: bool = False
+    environment: dict[str, str] | None = None
+    """What its commands see: ``spark_env_vars`` resolved when it last started."""
 
 
 class DatabricksDouble:
@@ -56,22 +66,27 @@ class DatabricksDouble:
 
     Knobs: ``tokens`` (accepted PATs), ``transition_seconds`` (PENDING->RUNNING,
     TERMINATING->TERMINATED, context Pending->Running; 0 = instant), ``fail_create_with_quota``,
-    ``region`` (in quota messages), ``command_env`` and ``command_timeout`` (see
-    ``databricks_commands``), ``throttle`` (path suffix -> how many of its next requests get
-    429 ``REQUEST_LIMIT_EXCEEDED`` with ``Retry-After: 1``). ``advance_clock(seconds)`` moves
-    the server clock forward.
-    Audits: ``clusters``, ``live_clusters()``, ``contexts``, ``live_contexts()``, ``commands``.
+    ``region`` (in quota messages), ``command_env`` (what the Databricks Runtime itself sets,
+    e.g. ``MLFLOW_TRACKING_URI``; a cluster's own ``spark_env_vars`` come on top) and
+    ``command_timeout`` (see ``databricks_commands``), ``throttle`` (path suffix -> how many of
+    its next requests get 429 ``REQUEST_LIMIT_EXCEEDED`` with ``Retry-After: 1``).
+    ``advance_clock(seconds)`` moves the server clock forward.
+    Audits: ``clusters``, ``live_clusters()``, ``contexts``, ``live_contexts()``, ``commands``,
+    ``secrets`` (scopes and key names, ``secrets.scopes()``).
     """
 
     def __init__(self, double: LabDouble) -> None:
         self.double = double
         self.lock: threading.RLock = double.lock
+        self._clock_offset = 0.0
         self.commands_api = CommandExecution(self)
+        self.secrets = Secrets(self.lock, self.epoch_ms)
         self.reset()
 
     def reset(self) -> None:
-        """Restore the defaults; forget clusters, contexts and commands."""
+        """Restore the defaults; forget clusters, contexts, commands and secrets."""
         self.commands_api.reset()
+        self.secrets.reset()
         with self.lock:
             self.tokens: set[str] = {DEFAULT_TOKEN}
             self.workspace_id = WORKSPACE_ID
@@ -137,6 +152,13 @@ class DatabricksDouble:
     def commands(self) -> dict[str, dict[str, Any]]:
         """Every command (id -> command, status, results, stdout, stderr, returncode)."""
         return self.commands_api.commands()
+
+    def cluster_environment(self, cluster_id: str) -> dict[str, str]:
+        """The environment variables a running cluster's commands get (its resolved
+        ``spark_env_vars``)."""
+        with self.lock:
+            cluster = self._clusters.get(cluster_id)
+            return dict(cluster.environment or {}) if cluster is not None else {}
 
     def cluster_state(self, cluster_id: str) -> str | None:
         """The current state of a live cluster, or None (unknown or permanently deleted)."""
@@ -220,8 +242,18 @@ class DatabricksDouble:
         if state in ("PENDING", "RESTARTING"):
             if cluster.fail_with_quota:
                 self._terminate(cluster, self._quota_reason(info))
-            else:
-                self._run(cluster)
+                return
+            try:
+                cluster.environment = self.secrets.resolve(info.get("spark_env_vars") or {})
+            except MissingSecret as error:
+                reason = {
+                    "code": "SECRET_RESOLUTION_ERROR",
+                    "type": "CLIENT_ERROR",
+                    "parameters": {"databricks_error_message": str(error)},
+                }
+                self._terminate(cluster, reason)
+                return
+            self._run(cluster)
         elif state == "TERMINATING":
             reason = {"code": "USER_REQUEST", "type": "SUCCESS", "parameters": {"username": self.user_name}}
             self._terminate(cluster, reason)
@@ -263,6 +295,9 @@ class DatabricksDouble:
         message = ""
         if reason["code"] == "AZURE_QUOTA_EXCEEDED_EXCEPTION":
             message = "Azure Quota Exceeded Exception: " + reason["parameters"]["azure_error_message"]
+        elif reason["code"] == "SECRET_RESOLUTION_ERROR":
+            message = "Secret resolution error: " + reason["parameters"]["databricks_error_message"]
+        cluster.environment = None
         self._set_state(cluster, "TERMINATED", message)
 
     def _quota_reason(self, info: dict[str, Any]) -> dict[str, Any]:
@@ -436,6 +471,7 @@ def register(double: LabDouble) -> DatabricksDouble:
         ("POST", r"/api/1\.2/commands/execute", commands.execute),
         ("GET", r"/api/1\.2/commands/status", commands.command_status),
         ("POST", r"/api/1\.2/commands/cancel", commands.cancel),
+        *databricks_secrets.routes(api.secrets),
     ]
     for method, pattern, handler in routes:
         double.route(method, pattern, api.authed(handler))
