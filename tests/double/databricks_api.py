@@ -23,7 +23,6 @@ PENDING while VMs are requested, then lands in TERMINATED with termination reaso
 from __future__ import annotations
 
 import copy
-import hashlib
 import threading
 import time
 from collections.abc import Callable
@@ -31,6 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import databricks_catalog as catalog
+from . import databricks_cluster_shapes as shapes
 from . import databricks_secrets
 from .databricks_commands import CommandExecution
 from .databricks_secrets import MissingSecret, Secrets
@@ -43,7 +43,7 @@ DEFAULT_TOKEN = "dapi-double"
 WORKSPACE_ID = "1234567890123456"
 ACCOUNT_ID = "8f5c2a4e-0d1b-4c3a-9e7f-6b2d1c0a9e8f"
 USER_NAME = "lab-user@example.com"
-PENDING_MESSAGE = "Finding instances for new nodes, acquiring more instances if necessary"
+PENDING_MESSAGE = shapes.PENDING_MESSAGE
 
 
 def db_error(status: int, error_code: str, message: str) -> Response:
@@ -241,7 +241,7 @@ class DatabricksDouble:
         state = info["state"]
         if state in ("PENDING", "RESTARTING"):
             if cluster.fail_with_quota:
-                self._terminate(cluster, self._quota_reason(info))
+                self._terminate(cluster, shapes.quota_reason(info, self.region))
                 return
             try:
                 cluster.environment = self.secrets.resolve(info.get("spark_env_vars") or {})
@@ -264,59 +264,13 @@ class DatabricksDouble:
         cluster.since = self.now()
 
     def _run(self, cluster: _Cluster) -> None:
-        info = cluster.info
-        seed = int(hashlib.sha256(info["cluster_id"].encode()).hexdigest()[:12], 16)
-        now_ms = self.epoch_ms()
-
-        def node(n: int) -> dict[str, Any]:
-            digest = hashlib.sha256(f"{info['cluster_id']}/{n}".encode()).hexdigest()
-            return {
-                "host_private_ip": f"10.139.0.{4 + n}",
-                "instance_id": digest[:32],
-                "node_id": digest[32:64],
-                "private_ip": f"10.139.64.{4 + n}",
-                "start_timestamp": now_ms,
-            }
-
-        info["driver"] = node(0)
-        info["executors"] = [node(i + 1) for i in range(int(info.get("num_workers") or 0))]
-        info["spark_context_id"] = seed
-        info["last_restarted_time"] = now_ms
-        info.pop("termination_reason", None)
-        info.pop("terminated_time", None)
+        shapes.start_nodes(cluster.info, self.epoch_ms())
         self._set_state(cluster, "RUNNING")
 
     def _terminate(self, cluster: _Cluster, reason: dict[str, Any]) -> None:
-        info = cluster.info
-        for key in ("driver", "executors", "spark_context_id"):
-            info.pop(key, None)
-        info["termination_reason"] = reason
-        info["terminated_time"] = self.epoch_ms()
-        message = ""
-        if reason["code"] == "AZURE_QUOTA_EXCEEDED_EXCEPTION":
-            message = "Azure Quota Exceeded Exception: " + reason["parameters"]["azure_error_message"]
-        elif reason["code"] == "SECRET_RESOLUTION_ERROR":
-            message = "Secret resolution error: " + reason["parameters"]["databricks_error_message"]
+        shapes.stop_nodes(cluster.info, reason, self.epoch_ms())
         cluster.environment = None
-        self._set_state(cluster, "TERMINATED", message)
-
-    def _quota_reason(self, info: dict[str, Any]) -> dict[str, Any]:
-        node = catalog.NODE_TYPES_BY_ID[info["node_type_id"]]
-        cores = int(node["num_cores"]) * (1 + int(info.get("num_workers") or 0))
-        message = (
-            f"Operation could not be completed as it results in exceeding approved "
-            f"{catalog.quota_family(info['node_type_id'])} Cores quota. Additional details - Deployment "
-            f"Model: Resource Manager, Location: {self.region}, Current Limit: 0, Current Usage: 0, "
-            f"Additional Required: {cores}, (Minimum) New Limit Required: {cores}. Submit a request for "
-            "Quota increase at https://aka.ms/ProdportalCRP by specifying parameters listed in the "
-            "'Details' section for deployment to succeed. Please read more about quota limits at "
-            "https://docs.microsoft.com/en-us/azure/azure-supportability/per-vm-quota-requests."
-        )
-        return {
-            "code": "AZURE_QUOTA_EXCEEDED_EXCEPTION",
-            "type": "CLIENT_ERROR",
-            "parameters": {"azure_error_code": "QuotaExceeded", "azure_error_message": message},
-        }
+        self._set_state(cluster, "TERMINATED", shapes.termination_message(reason))
 
     def _find(self, cluster_id: Any) -> _Cluster | Response:
         if not cluster_id:
@@ -343,52 +297,10 @@ class DatabricksDouble:
         with self.lock:
             self._sequence += 1
             cluster_id = f"0101-000000-lab{self._sequence:05d}"
-            info = self._new_cluster_info(cluster_id, body)
+            info = shapes.new_cluster_info(cluster_id, body, self.user_name, self.epoch_ms())
             cluster = _Cluster(info, self.now(), fail_with_quota=self.fail_create_with_quota)
             self._clusters[cluster_id] = cluster
         return json_response(200, {"cluster_id": cluster_id})
-
-    def _new_cluster_info(self, cluster_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        node = catalog.NODE_TYPES_BY_ID[body["node_type_id"]]
-        nodes = 1 + int(body.get("num_workers") or 0)
-        name = body.get("cluster_name", "")
-        spec = copy.deepcopy(body)
-        info: dict[str, Any] = {
-            **copy.deepcopy(body),
-            "cluster_id": cluster_id,
-            "cluster_name": name,
-            "driver_node_type_id": body.get("driver_node_type_id", body["node_type_id"]),
-            "num_workers": int(body.get("num_workers") or 0),
-            "autotermination_minutes": int(body.get("autotermination_minutes") or 0),
-            "azure_attributes": {
-                "availability": "ON_DEMAND_AZURE",
-                "first_on_demand": 1,
-                "spot_bid_max_price": -1,
-                **body.get("azure_attributes", {}),
-            },
-            "cluster_cores": node["num_cores"] * nodes,
-            "cluster_memory_mb": node["memory_mb"] * nodes,
-            "cluster_source": "API",
-            "creator_user_name": self.user_name,
-            "default_tags": {
-                "ClusterId": cluster_id,
-                "ClusterName": name,
-                "Creator": self.user_name,
-                "Vendor": "Databricks",
-            },
-            "disk_spec": {},
-            "enable_elastic_disk": True,
-            "enable_local_disk_encryption": False,
-            "init_scripts_safe_mode": False,
-            "jdbc_port": 10000,
-            "spark_conf": body.get("spark_conf", {}),
-            "start_time": self.epoch_ms(),
-            "last_state_loss_time": 0,
-            "state": "PENDING",
-            "state_message": PENDING_MESSAGE,
-            "spec": spec,
-        }
-        return info
 
     def get_cluster(self, request: Request) -> Response:
         """``GET clusters/get?cluster_id=``."""

@@ -15,7 +15,6 @@ import base64
 import re
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from .routing import Request, Response, json_response
 
@@ -154,8 +153,3 @@ def routes(secrets: Secrets) -> list[tuple[str, str, Callable[[Request], Respons
         ("GET", r"/api/2\.0/secrets/list", secrets.list_secrets),
         ("POST", r"/api/2\.0/secrets/delete", secrets.delete),
     ]
-
-
-def references(variables: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """The ``(scope, key)`` pairs that ``spark_env_vars`` refer to."""
-    return [(m[1], m[2]) for text in variables.values() for m in _REFERENCE.finditer(str(text))]
