@@ -32,8 +32,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import arm_cognitive, arm_workspaces, entra_api
-from .arm_lro import Operations, now
-from .arm_resources import arm_error
+from .arm_lro import Finish, Operations, now
+from .arm_resources import COG_PATH, arm_error
 from .routing import Request, Response
 
 __all__ = ["DEFAULT_ARM_TOKEN", "ArmDouble", "arm_error", "register"]
@@ -258,6 +258,28 @@ class ArmDouble:
             return response
 
         return wrapped
+
+    def cognitive_operation(
+        self,
+        request: Request,
+        operation: str,
+        location: str,
+        resource_id: str,
+        finish: Finish,
+        body: Callable[[], dict[str, Any] | None] = lambda: None,
+        style: str | None = None,
+    ) -> Response:
+        """Start a Cognitive Services operation: its status lives under the location."""
+        return self.operations.start(
+            request,
+            operation,
+            base=self.base(request),
+            status_prefix=f"/subscriptions/{request.params['sub']}{COG_PATH}/locations/{location}",
+            resource_id=resource_id,
+            body=body,
+            finish=finish,
+            style=style,
+        )
 
     def operation_status(self, request: Request) -> Response:
         """``GET .../operationStatus(es)/{id}``."""

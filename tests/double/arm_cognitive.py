@@ -141,14 +141,8 @@ class Accounts:
             with api.lock:
                 return public(account)
 
-        return api.operations.start(
-            request,
-            "account.create",
-            base=api.base(request),
-            status_prefix=f"/subscriptions/{sub}{COG_PATH}/locations/{location}",
-            resource_id=account["id"],
-            body=current,
-            finish=finish,
+        return api.cognitive_operation(
+            request, "account.create", location, account["id"], finish, body=current
         )
 
     def _refusal(
@@ -235,15 +229,7 @@ class Accounts:
                 api.events.append(("deleted", "account", gone["name"]))
             return None
 
-        return api.operations.start(
-            request,
-            "account.delete",
-            base=api.base(request),
-            status_prefix=f"/subscriptions/{p['sub']}{COG_PATH}/locations/{location}",
-            resource_id=account["id"],
-            body=lambda: None,
-            finish=finish,
-        )
+        return api.cognitive_operation(request, "account.delete", location, account["id"], finish)
 
     def list_keys(self, request: Request) -> Response:
         """``POST .../accounts/{name}/listKeys``: key1 is the double's Azure OpenAI key."""
@@ -295,15 +281,7 @@ class Accounts:
             return None
 
         p = request.params
-        return api.operations.start(
-            request,
-            "account.purge",
-            base=api.base(request),
-            status_prefix=f"/subscriptions/{p['sub']}{COG_PATH}/locations/{p['location']}",
-            resource_id=account["id"],
-            body=lambda: None,
-            finish=finish,
-        )
+        return api.cognitive_operation(request, "account.purge", p["location"], account["id"], finish)
 
 
 def routes(api: ArmDouble) -> list[tuple[str, str, Callable[[Request], Response]]]:

@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .arm_resources import ACCOUNT, COG_PATH, LOCATION, account_not_found, arm_error, find_account
+from .arm_resources import ACCOUNT, LOCATION, account_not_found, arm_error, find_account
 from .routing import Request, Response, json_response
 
 if TYPE_CHECKING:
@@ -205,15 +205,8 @@ class Deployments:
         if error is not None:  # how the refusal is told decides the form of the answer
             configured = api.operations.style("deployment.create")
             style = "none" if how == "state" else ("azure-async" if configured == "none" else configured)
-        return api.operations.start(
-            request,
-            "deployment.create",
-            base=api.base(request),
-            status_prefix=f"/subscriptions/{request.params['sub']}{COG_PATH}/locations/{location}",
-            resource_id=deployment["id"],
-            body=current,
-            finish=finish,
-            style=style,
+        return api.cognitive_operation(
+            request, "deployment.create", location, deployment["id"], finish, body=current, style=style
         )
 
     def get(self, request: Request) -> Response:
@@ -254,15 +247,7 @@ class Deployments:
                     api.events.append(("deleted", "deployment", f"{account['name']}/{name}"))
             return None
 
-        return api.operations.start(
-            request,
-            "deployment.delete",
-            base=api.base(request),
-            status_prefix=f"/subscriptions/{request.params['sub']}{COG_PATH}/locations/{location}",
-            resource_id=deployment["id"],
-            body=lambda: None,
-            finish=finish,
-        )
+        return api.cognitive_operation(request, "deployment.delete", location, deployment["id"], finish)
 
     # -- quota -----------------------------------------------------------------------------------
 
