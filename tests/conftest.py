@@ -12,9 +12,11 @@ from typing import TYPE_CHECKING
 # pairs its C parser with new node classes ("could not determine a constructor for the tag
 # None"), and numpy refuses to be loaded twice in one process. Importing these here keeps
 # one copy for the whole session (mlflow too: a half-dropped mlflow cannot import itself
-# again, "cannot import name 'MlflowClient' from 'mlflow'").
+# again, "cannot import name 'MlflowClient' from 'mlflow'"; cryptography, whose Rust core
+# cannot be loaded twice either: "curve must be an EllipticCurve instance").
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
+import cryptography.hazmat.primitives.asymmetric.ec  # noqa: F401 - the double's TLS certificate
 import mlflow  # noqa: F401
 import numpy  # noqa: F401
 import pytest

@@ -3,6 +3,7 @@ against the official examples of azure-rest-api-specs; and the ARM helpers it re
 
 from __future__ import annotations
 
+import base64
 import json
 import random
 import time
@@ -90,7 +91,7 @@ def test_mgmt_clients_drive_the_whole_account_lifecycle_over_loopback_http(arm_d
     assert arm_double.handler_errors == []
 
 
-def test_operations_answer_like_arm(arm_double):
+def test_operations_answer_in_each_services_own_style(arm_double):
     arm_double.arm.polls = 1
     body = {
         "location": "eastus2",
@@ -98,13 +99,22 @@ def test_operations_answer_like_arm(arm_double):
         "sku": {"name": "S0"},
         "properties": {"customSubDomainName": "lab-ops"},
     }
+    # Cognitive Services can create an account at once: 201 Succeeded, no LRO headers.
     created = put(arm_double, f"{ACCOUNTS}/lab-ops", body)
-    assert created.status_code == 201 and created.json()["properties"]["provisioningState"] == "Accepted"
-    status_url = created.headers["Azure-AsyncOperation"]
-    assert created.headers["Retry-After"] == "1"
+    assert created.status_code == 201 and created.json()["properties"]["provisioningState"] == "Succeeded"
+    assert not {"Azure-AsyncOperation", "Location"} & set(created.headers)
+    # A deployment goes through Azure-AsyncOperation: InProgress, then Succeeded.
+    deployed = put(arm_double, f"{ACCOUNTS}/lab-ops/deployments/gpt-4o", deployment_body("2024-11-20"))
+    assert deployed.status_code == 201 and deployed.json()["properties"]["provisioningState"] == "Accepted"
+    status_url = deployed.headers["Azure-AsyncOperation"]
+    assert deployed.headers["Retry-After"] == "1"
     first = requests.get(status_url, headers=HEADERS, timeout=10).json()
     second = requests.get(status_url, headers=HEADERS, timeout=10).json()
     assert (first["status"], second["status"]) == ("InProgress", "Succeeded")
+    # Operation ids are base64 tokens of the resource id, subscription included, as ARM's are.
+    token = status_url.split("/operationStatuses/")[1].split("?")[0]
+    resource_id, _, operation = base64.b64decode(token).decode().partition(";")
+    assert resource_id == f"{ACCOUNTS}/lab-ops/deployments/gpt-4o" and len(operation) == 36
 
     deleted = requests.delete(
         f"{arm_double.url}{ACCOUNTS}/lab-ops?api-version=2025-09-01", headers=HEADERS, timeout=10
@@ -147,7 +157,7 @@ def test_region_checks_read_models_and_usages(arm_double):
     assert check_region(client, "eastus2") == ("2024-11-20", "")
     arm_double.arm.fail_quota("eastus2", at="usage")
     version, why = check_region(client, "eastus2")
-    assert version is None and "450 of 450K tokens per minute used, 10K needed" in why
+    assert version is None and "450 of 450K tokens per minute used (OpenAI.Standard.gpt-4o), 10K needed" in why
     arm_double.arm.unavailable_models["northcentralus"] = {"gpt-4o"}
     assert check_region(client, "northcentralus") == (
         None,
@@ -221,6 +231,7 @@ def test_cognitive_services_shapes_follow_the_official_examples(arm_double, shar
 
 def test_databricks_workspace_shapes_follow_the_official_examples(arm_double, shared_dir):
     arm_double.arm.polls = 1
+    arm_double.arm.lro_styles["workspace.delete"] = "azure-async"  # the example's form (see test_azure_lro)
     create = example(shared_dir, "WorkspaceCreate")
     body = create["parameters"]["parameters"]
     reply = put(arm_double, f"{WORKSPACES}/ws", body, api_version="2026-01-01")
@@ -237,8 +248,8 @@ def test_databricks_workspace_shapes_follow_the_official_examples(arm_double, sh
     assert keys_of(official_created) - {"tags.environment"} <= keys_of(reply.json())
     assert reply.json()["properties"]["provisioningState"] == "Accepted"
 
-    requests.get(reply.headers["Azure-AsyncOperation"], headers=HEADERS, timeout=10)
-    requests.get(reply.headers["Azure-AsyncOperation"], headers=HEADERS, timeout=10)
+    for _ in range(2):
+        requests.get(reply.headers["Azure-AsyncOperation"], headers=HEADERS, timeout=10)
     got = requests.get(
         f"{arm_double.url}{WORKSPACES}/ws?api-version=2026-01-01", headers=HEADERS, timeout=10
     ).json()

@@ -134,7 +134,7 @@ def test_recorded_provisioning_replays_offline_without_waiting(
     recorded = pytester.runpytest("--llmops-record", "--llmops-provision")
     recording = time.monotonic() - started
     recorded.assert_outcomes(passed=2)
-    assert recording > 7  # 5 operations and 2 readiness checks waited 1 s each
+    assert recording > 6  # 4 operations (the account's creation needs none) and 2 readiness checks waited 1 s each
     assert arm_double.arm.leaks() == []
 
     arm_double.stop()
@@ -143,14 +143,17 @@ def test_recorded_provisioning_replays_offline_without_waiting(
     pytester.makeconftest("import azure.mgmt.cognitiveservices, openai, vcr\n" + CONFTEST)
     replayed = pytester.runpytest_subprocess("--durations=0", "--durations-min=0")
     replayed.assert_outcomes(passed=2)
-    # The replay provisioned and removed, as the recording did, without a flag or variable...
+    # The replay provisioned and removed, as the recording did, without a flag or variable,
+    # and says that it replays (issue 14.9): nothing is created, nobody waits...
     replayed.stdout.fnmatch_lines(
         [
-            "*creating Azure OpenAI account llmops-*",
-            "*waiting for deployment gpt-4o to answer (HTTP 429*",
-            "*removing Azure OpenAI account*",
+            "*[[]llmops] replaying the recorded creation of Azure OpenAI account llmops-*",
+            "*[[]llmops] replaying the recorded creation of deployment gpt-4o of gpt-4o *",
+            "*[[]llmops] replaying the recorded wait for deployment gpt-4o to answer (HTTP 429*",
+            "*[[]llmops] replaying the recorded removal of Azure OpenAI account*",
         ]
     )
+    assert "[llmops] creating" not in replayed.stdout.str() and "waiting for" not in replayed.stdout.str()
     # ...and without waiting for the recorded Retry-After (7 s): the session fixture's setup
     # (in the first test's setup) and teardown (in the last test's).
     durations = dict(

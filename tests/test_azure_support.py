@@ -4,9 +4,11 @@ variables that point a provisioning run at it, and the conftest of the generated
 How the generated suites authenticate: they override the ``azure_credential`` fixture
 (the documented override point) with ``DoubleCredential``, a small ``TokenCredential``
 that fetches client-credential tokens from the double's Entra ID token endpoint over
-HTTP. azure-identity's own credentials refuse an ``http://`` authority, and a self-signed
-https double would need a CA bundle in every client; this keeps the real token flow (an
-HTTP token request whose JSON answer carries a JWT) so that its scrubbing is exercised.
+plain HTTP: quick, and an HTTP token request whose JSON answer carries a JWT, so its
+scrubbing is exercised. The lab itself (``tests.double.lab``), and the tests of what a
+recording holds (``test_lab_realism``), use azure-identity's own ``ClientSecretCredential``
+against the double's https listener (``tests.double.credential``), so that the token
+requests recorded are the ones azure-identity really sends.
 """
 
 from __future__ import annotations

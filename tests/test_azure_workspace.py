@@ -58,7 +58,16 @@ def test_provisioned_beside_the_openai_resource_and_replayed(
     arm_double.stop()
     unset(monkeypatch, azure_env)
     monkeypatch.delenv("EXPECTED_URL")
-    pytester.runpytest().assert_outcomes(passed=1)
+    replayed = pytester.runpytest()
+    replayed.assert_outcomes(passed=1)
+    # Replay says what it replays; nothing there takes minutes (issue 14.9).
+    replayed.stdout.fnmatch_lines(
+        [
+            "*replaying the recorded creation of Azure Databricks workspace llmops-* (premium)",
+            "*replaying the recorded removal of Azure Databricks workspace llmops-*",
+        ]
+    )
+    assert "this takes minutes" not in replayed.stdout.str()
 
 
 def test_attached_by_databricks_host(pytester: pytest.Pytester, arm_double, monkeypatch):

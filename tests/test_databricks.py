@@ -98,6 +98,7 @@ def test_attach_to_a_running_cluster_never_stops_it_and_replays_offline(
         "node_type_id": "Standard_D4ds_v5",
         "provisioned": False,
         "started": False,
+        "environment": [],  # names of its spark_env_vars: its owner gave it none
     }
     assert workspace_double.databricks.cluster_state(cluster_id) == "RUNNING"
     assert len(workspace_double.requests_to(r"/clusters/create$", "POST")) == 1  # the arrangement's
@@ -258,7 +259,9 @@ def test_keep_resources_keeps_the_cluster_and_prints_its_id(pytester: pytest.Pyt
     result = pytester.runpytest("--llmops-record", "--llmops-provision", "--llmops-keep-resources")
     result.assert_outcomes(passed=1)
     cluster_id = seen(pytester)["cluster_id"]
-    result.stdout.fnmatch_lines([f"*kept databricks_cluster (cluster {cluster_id} (pytest-llmops-*))*sweep*"])
+    result.stdout.fnmatch_lines(
+        [f"*kept databricks_cluster (cluster {cluster_id} (pytest-llmops-*) and secret scope pytest-llmops-*)*sweep*"]
+    )
     assert [c["cluster_id"] for c in workspace_double.databricks.live_clusters()] == [cluster_id]
     assert calls(workspace_double, "delete") == []
     _, metadata = session_cassette(pytester.path, "databricks_cluster")
@@ -338,7 +341,8 @@ def test_the_labs_logging_cell_runs_through_databricks_command(
         "MLFLOW_TRACKING_URI": f"sqlite:///{store}",
         "MLFLOW_ENABLE_ASYNC_TRACE_LOGGING": "false",
     }
-    monkeypatch.setenv("DATABRICKS_CLUSTER_ID", make_cluster(workspace_double))
+    # The cluster's owner gave it the endpoint and, through a secret scope, the key.
+    monkeypatch.setenv("DATABRICKS_CLUSTER_ID", make_cluster(workspace_double, openai_env=True))
     pytester.makepyfile(test_cell=LOGGING_CELL)
     result = pytester.runpytest("--llmops-live")
     result.assert_outcomes(passed=1)

@@ -49,6 +49,8 @@ def test_ctrl_c_during_the_tests_removes_the_cluster(pytester: pytest.Pytester, 
     assert "KeyboardInterrupt" in output
     assert calls(workspace_double, "permanent-delete") == [cluster_id], output
     assert workspace_double.databricks.live_clusters() == []
+    [(created, scope), *_] = workspace_double.databricks.secrets.events  # its secret scope went too
+    assert created == "created" and workspace_double.databricks.secrets.events[-1] == ("deleted", scope)
 
 
 def test_ctrl_c_while_waiting_for_the_cluster_removes_it(pytester: pytest.Pytester, workspace_double):
@@ -63,6 +65,7 @@ def test_ctrl_c_while_waiting_for_the_cluster_removes_it(pytester: pytest.Pytest
     assert not (pytester.path / "ready").exists()
     [cluster] = workspace_double.databricks.clusters.values()
     assert cluster["permanently_deleted"] is True, output
+    assert workspace_double.databricks.secrets.scopes() == {}, output  # created before the cluster, removed
 
 
 WORKERS = """
@@ -96,6 +99,8 @@ def test_two_workers_share_one_cluster_removed_after_the_last(
     removal = next(i for i, r in enumerate(requests) if r.path.endswith("/clusters/permanent-delete"))
     assert removal > last_get
     assert workspace_double.databricks.live_clusters() == []
+    # One secret scope for both workers, removed after the cluster.
+    assert [verb for verb, _ in workspace_double.databricks.secrets.events] == ["created", "put", "deleted"]
     _, metadata = session_cassette(pytester.path, "databricks_cluster")
     assert metadata["action"] == "provision" and metadata["cluster"]["cluster_id"] == cluster_id
 

@@ -60,15 +60,28 @@ def make_cluster(
     terminated: bool = False,
     tags: dict[str, str] | None = None,
     name: str = "shared-ml",
+    openai_env: bool = False,
 ) -> str:
-    """A cluster someone else made (RUNNING, or TERMINATED), as a user would find it."""
+    """A cluster someone else made (RUNNING, or TERMINATED), as a user would find it; with
+    ``openai_env``, its owner gave it the double's Azure OpenAI endpoint and API version in
+    ``spark_env_vars`` and the key through a secret scope, as a real cluster needs them."""
     workspace = client(double)
+    spark_env_vars = None
+    if openai_env:
+        workspace.secrets.create_scope("lab-owner")
+        workspace.secrets.put_secret("lab-owner", "openai-key", string_value=double.openai.api_key)
+        spark_env_vars = {
+            "AZURE_OPENAI_ENDPOINT": double.url,
+            "AZURE_OPENAI_API_VERSION": "2024-05-01-preview",
+            "AZURE_OPENAI_API_KEY": "{{secrets/lab-owner/openai-key}}",
+        }
     cluster_id = workspace.clusters.create(
         cluster_name=name,
         spark_version=ML_RUNTIME,
         node_type_id="Standard_D4ds_v5",
         num_workers=0,
         custom_tags=tags or {},
+        spark_env_vars=spark_env_vars,
     ).cluster_id
     double.databricks.advance_clock(double.databricks.transition_seconds)
     assert double.databricks.cluster_state(cluster_id) == "RUNNING"

@@ -112,8 +112,10 @@ def raw_post(
     return response, data
 
 
-def new_cluster(workspace: WorkspaceClient) -> compute.ClusterDetails:
-    """The lab's single-node 16.4 LTS ML cluster, created and waited for."""
+def new_cluster(
+    workspace: WorkspaceClient, spark_env_vars: dict[str, str] | None = None
+) -> compute.ClusterDetails:
+    """The lab's single-node 16.4 LTS ML cluster (with ``spark_env_vars``), created and waited for."""
     return workspace.clusters.create(
         cluster_name="llmops-lab",
         spark_version="16.4.x-cpu-ml-scala2.12",
@@ -122,7 +124,20 @@ def new_cluster(workspace: WorkspaceClient) -> compute.ClusterDetails:
         spark_conf={"spark.databricks.cluster.profile": "singleNode", "spark.master": "local[*, 4]"},
         custom_tags={"ResourceClass": "SingleNode"},
         autotermination_minutes=30,
+        spark_env_vars=spark_env_vars,
     ).result()
+
+
+def openai_env(double: LabDouble, workspace: WorkspaceClient) -> dict[str, str]:
+    """What a cluster needs to reach the double's Azure OpenAI: endpoint and version as
+    variables, the key in a secret scope."""
+    workspace.secrets.create_scope("lab")
+    workspace.secrets.put_secret("lab", "openai-key", string_value=double.openai.api_key)
+    return {
+        "AZURE_OPENAI_ENDPOINT": double.url,
+        "AZURE_OPENAI_API_VERSION": "2024-05-01-preview",
+        "AZURE_OPENAI_API_KEY": "{{secrets/lab/openai-key}}",
+    }
 
 
 # -- Azure OpenAI: answers ---------------------------------------------------------------------
@@ -511,7 +526,7 @@ def test_cores_quota_failure_ends_terminated(double: LabDouble, workspace: Works
 
 def test_command_execution_runs_python(double: LabDouble, workspace: WorkspaceClient) -> None:
     double.databricks.command_env = {"MLFLOW_TRACKING_URI": "sqlite:///mlflow.db"}
-    cluster_id = new_cluster(workspace).cluster_id or ""
+    cluster_id = new_cluster(workspace, {"AZURE_OPENAI_ENDPOINT": double.url}).cluster_id or ""
     context = workspace.command_execution.create(
         cluster_id=cluster_id, language=compute.Language.PYTHON
     ).result()
@@ -577,7 +592,7 @@ def test_no_context_on_a_terminated_cluster(workspace: WorkspaceClient) -> None:
 def test_a_command_on_the_cluster_reaches_the_doubles_openai(
     double: LabDouble, workspace: WorkspaceClient
 ) -> None:
-    cluster_id = new_cluster(workspace).cluster_id or ""
+    cluster_id = new_cluster(workspace, openai_env(double, workspace)).cluster_id or ""
     context_id = workspace.command_execution.create_and_wait(cluster_id=cluster_id).id or ""
     # The stdlib instead of `from openai import AzureOpenAI`, whose import alone costs ~1 s here.
     cell = """

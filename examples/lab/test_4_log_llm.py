@@ -51,7 +51,11 @@ def test_log_the_llm_with_mlflow(azure_openai_deployment, llmops_run, llmops_tra
 
 
 # The same cell as a notebook on the cluster runs it: the endpoint and key come from the
-# cluster's environment (on Databricks: cluster environment variables or secrets).
+# cluster's environment. A cluster gets environment variables only from its configuration
+# (spark_env_vars): one created with --llmops-provision has AZURE_OPENAI_ENDPOINT and
+# AZURE_OPENAI_API_VERSION there, and AZURE_OPENAI_API_KEY as {{secrets/<scope>/<key>}}, a
+# reference into a secret scope created (and removed) with it. An attached cluster must have
+# them set by its owner.
 CLUSTER_CELL = """
 import os
 import mlflow
@@ -78,7 +82,8 @@ print(f"completion_tokens={logged}")
 
 
 @pytest.mark.llmops(experiment="llmops-lab", params={"lab_step": "5", "where": "cluster"})
-def test_log_the_llm_on_the_cluster(databricks_command):
+def test_log_the_llm_on_the_cluster(databricks_cluster, databricks_command):
+    databricks_cluster.require_environment("AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_API_KEY")
     output = databricks_command(CLUSTER_CELL, timeout=600)
     *joke, last = output.strip().splitlines()
     assert " ".join(joke).strip(), "the cell printed the model's joke"

@@ -102,3 +102,8 @@ class RateLimitExhausted(LLMOpsError):
 class EvaluationError(LLMOpsError):
     """A scorer or judge of ``llmops_eval`` could not give a result (it raised, or the judge's
     answer could not be read), or ``llmops_eval`` was used where it cannot score."""
+
+
+class ClusterEnvironmentMissing(LLMOpsError):
+    """A Databricks cluster lacks environment variables its code reads (the message says
+    what to set on the cluster, and how)."""

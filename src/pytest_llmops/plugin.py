@@ -29,6 +29,7 @@ from pytest_llmops.cassettes.fixtures import (  # noqa: F401 - fixtures
 )
 from pytest_llmops.databricks.fixtures import (  # noqa: F401 - fixtures
     databricks_cluster,
+    databricks_cluster_environment,
     databricks_command,
     databricks_workspace,
 )

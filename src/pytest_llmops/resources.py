@@ -78,6 +78,21 @@ def progress(config: pytest.Config, message: str) -> None:
         print(f"[llmops {session.worker_id(config)}] {message}", file=sys.__stderr__, flush=True)
 
 
+def creation_line(what: str, *, replaying: bool, detail: str = "", duration: str = "") -> str:
+    """The progress line announcing a creation: live, what is created (and how long that
+    takes); in replay, that the recorded creation is replayed (nothing waits then)."""
+    details = f" ({detail})" if detail else ""
+    if replaying:
+        return f"replaying the recorded creation of {what}{details}"
+    return f"creating {what}{details}" + (f"; {duration}" if duration else "")
+
+
+def removal_line(what: str, *, replaying: bool, detail: str = "") -> str:
+    """The progress line announcing a removal, live or replayed."""
+    details = f" ({detail})" if detail else ""
+    return f"replaying the recorded removal of {what}{details}" if replaying else f"removing {what}{details}"
+
+
 def worker_done(config: pytest.Config) -> None:
     """Mark this worker as finished with its tests (called before its session teardown)."""
     (state_dir(config) / f"done-{session.worker_id(config)}").touch()

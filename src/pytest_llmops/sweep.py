@@ -35,6 +35,7 @@ from pytest_llmops.resources import (
 
 SWEEPERS: tuple[str, ...] = (
     "pytest_llmops.databricks.sweep:find_clusters",
+    "pytest_llmops.databricks.sweep:find_secret_scopes",
     "pytest_llmops.azure.sweep:find_resources",
 )
 """Every finder, as ``"module:function"`` (one line each)."""
@@ -188,7 +189,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "sweep",
         help="delete cloud resources pytest-llmops created and left behind",
         description="Delete resources tagged CreatedBy=pytest-llmops whose RemoveAfter hour (UTC) has "
-        "passed (Databricks clusters: terminated, then permanently deleted). Untagged resources are "
+        "passed (Databricks clusters: terminated, then permanently deleted; secret scopes named "
+        "pytest-llmops-<session>-removeafter-<hour>: deleted). Untagged resources are "
         "never touched. Exit status: 0 done, 1 a deletion failed, 2 nothing configured.",
     )
     parser.add_argument("--dry-run", action="store_true", help="list what would be deleted; delete nothing")

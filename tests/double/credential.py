@@ -1,40 +1,38 @@
-"""A ``TokenCredential`` for the lab double.
+"""The Azure credential of live and record runs against the lab double.
 
-azure-identity refuses an ``http://`` authority, so live and record runs against the
-double (CI, ``scripts/record-lab``) name this class in ``LLMOPS_AZURE_CREDENTIAL``: it
-POSTs client credentials to the double's token endpoint, so a real token request and its
-JWT-shaped answer go through the recorder (and are scrubbed).
+azure-identity's own ``ClientSecretCredential``, as ``DefaultAzureCredential`` builds it from
+``AZURE_TENANT_ID``/``AZURE_CLIENT_ID``/``AZURE_CLIENT_SECRET``, so that the token requests
+a recording holds are the ones azure-identity (MSAL underneath) really sends: tenant
+discovery (``GET /<tenant>/v2.0/.well-known/openid-configuration``), then ``POST
+/<tenant>/oauth2/v2.0/token`` with MSAL's form fields and ``x-client-*`` headers.
+
+Two settings differ from a user's run, both because the authority is the double on loopback:
+- ``authority`` is the double's https listener (``AZURE_AUTHORITY_HOST``), trusted through
+  its self-signed certificate (``LAB_DOUBLE_CA_BUNDLE``): azure-identity refuses ``http://``.
+- ``disable_instance_discovery=True``: MSAL skips instance discovery for
+  ``login.microsoftonline.com`` (a host it knows) but would ask that public host about any
+  other authority; the double must never cause a packet off the machine.
+
+The lab names this factory in ``LLMOPS_AZURE_CREDENTIAL`` (``tests.double.lab``).
 """
 
 from __future__ import annotations
 
 import os
-import time
 from typing import Any
 
+CA_BUNDLE_VARIABLE = "LAB_DOUBLE_CA_BUNDLE"
 
-class DoubleCredential:
-    """Client credentials against ``$AZURE_AUTHORITY_HOST/$AZURE_TENANT_ID/oauth2/v2.0/token``."""
 
-    def __init__(self) -> None:
-        self._tokens: dict[str, Any] = {}
+def lab_credential() -> Any:
+    """A ``ClientSecretCredential`` for the double's Entra ID (see the module docstring)."""
+    from azure.identity import ClientSecretCredential
 
-    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
-        import requests
-        from azure.core.credentials import AccessToken
-
-        cached = self._tokens.get(scopes[0])
-        if cached is None or cached.expires_on < time.time() + 300:
-            url = f"{os.environ['AZURE_AUTHORITY_HOST']}/{os.environ['AZURE_TENANT_ID']}/oauth2/v2.0/token"
-            form = {
-                "grant_type": "client_credentials",
-                "client_id": os.environ["AZURE_CLIENT_ID"],
-                "client_secret": os.environ["AZURE_CLIENT_SECRET"],
-                "scope": scopes[0],
-            }
-            reply = requests.post(url, data=form, timeout=30)
-            reply.raise_for_status()
-            body = reply.json()
-            cached = AccessToken(body["access_token"], int(time.time()) + int(body["expires_in"]))
-            self._tokens[scopes[0]] = cached
-        return cached
+    return ClientSecretCredential(
+        os.environ["AZURE_TENANT_ID"],
+        os.environ["AZURE_CLIENT_ID"],
+        os.environ["AZURE_CLIENT_SECRET"],
+        authority=os.environ["AZURE_AUTHORITY_HOST"],
+        disable_instance_discovery=True,
+        connection_verify=os.environ[CA_BUNDLE_VARIABLE],
+    )

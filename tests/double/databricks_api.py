@@ -1,6 +1,12 @@
 """The Databricks REST API on the lab double: workspace discovery, SCIM Me, clusters.
 
-The command execution API (1.2) lives in ``databricks_commands.py``; both register here.
+The command execution API (1.2) lives in ``databricks_commands.py`` and the Secrets API in
+``databricks_secrets.py``; all register here.
+
+A cluster's commands see the environment the cluster was given, nothing else: its
+``spark_env_vars``, with ``{{secrets/<scope>/<key>}}`` references resolved from the secret
+store when the cluster starts (a reference that cannot be resolved stops the start with
+termination reason ``SECRET_RESOLUTION_ERROR``).
 
 Errors use the platform shape ``{"error_code", "message"}`` with the statuses the real
 workspace sends. Notably ``clusters/get`` for an unknown (or permanently deleted) cluster
@@ -17,7 +23,6 @@ PENDING while VMs are requested, then lands in TERMINATED with termination reaso
 from __future__ import annotations
 
 import copy
-import hashlib
 import threading
 import time
 from collections.abc import Callable
@@ -25,7 +30,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import databricks_catalog as catalog
+from . import databricks_cluster_shapes as shapes
+from . import databricks_secrets
 from .databricks_commands import CommandExecution
+from .databricks_secrets import MissingSecret, Secrets
 from .routing import Request, Response, json_response
 
 if TYPE_CHECKING:
@@ -35,7 +43,7 @@ DEFAULT_TOKEN = "dapi-double"
 WORKSPACE_ID = "1234567890123456"
 ACCOUNT_ID = "8f5c2a4e-0d1b-4c3a-9e7f-6b2d1c0a9e8f"
 USER_NAME = "lab-user@example.com"
-PENDING_MESSAGE = "Finding instances for new nodes, acquiring more instances if necessary"
+PENDING_MESSAGE = shapes.PENDING_MESSAGE
 
 
 def db_error(status: int, error_code: str, message: str) -> Response:
@@ -49,6 +57,8 @@ class _Cluster:
     since: float  # server clock when the current state was entered
     fail_with_quota: bool = False
     permanently_deleted: bool = False
+    environment: dict[str, str] | None = None
+    """What its commands see: ``spark_env_vars`` resolved when it last started."""
 
 
 class DatabricksDouble:
@@ -56,22 +66,27 @@ class DatabricksDouble:
 
     Knobs: ``tokens`` (accepted PATs), ``transition_seconds`` (PENDING->RUNNING,
     TERMINATING->TERMINATED, context Pending->Running; 0 = instant), ``fail_create_with_quota``,
-    ``region`` (in quota messages), ``command_env`` and ``command_timeout`` (see
-    ``databricks_commands``), ``throttle`` (path suffix -> how many of its next requests get
-    429 ``REQUEST_LIMIT_EXCEEDED`` with ``Retry-After: 1``). ``advance_clock(seconds)`` moves
-    the server clock forward.
-    Audits: ``clusters``, ``live_clusters()``, ``contexts``, ``live_contexts()``, ``commands``.
+    ``region`` (in quota messages), ``command_env`` (what the Databricks Runtime itself sets,
+    e.g. ``MLFLOW_TRACKING_URI``; a cluster's own ``spark_env_vars`` come on top) and
+    ``command_timeout`` (see ``databricks_commands``), ``throttle`` (path suffix -> how many of
+    its next requests get 429 ``REQUEST_LIMIT_EXCEEDED`` with ``Retry-After: 1``).
+    ``advance_clock(seconds)`` moves the server clock forward.
+    Audits: ``clusters``, ``live_clusters()``, ``contexts``, ``live_contexts()``, ``commands``,
+    ``secrets`` (scopes and key names, ``secrets.scopes()``).
     """
 
     def __init__(self, double: LabDouble) -> None:
         self.double = double
         self.lock: threading.RLock = double.lock
+        self._clock_offset = 0.0
         self.commands_api = CommandExecution(self)
+        self.secrets = Secrets(self.lock, self.epoch_ms)
         self.reset()
 
     def reset(self) -> None:
-        """Restore the defaults; forget clusters, contexts and commands."""
+        """Restore the defaults; forget clusters, contexts, commands and secrets."""
         self.commands_api.reset()
+        self.secrets.reset()
         with self.lock:
             self.tokens: set[str] = {DEFAULT_TOKEN}
             self.workspace_id = WORKSPACE_ID
@@ -137,6 +152,13 @@ class DatabricksDouble:
     def commands(self) -> dict[str, dict[str, Any]]:
         """Every command (id -> command, status, results, stdout, stderr, returncode)."""
         return self.commands_api.commands()
+
+    def cluster_environment(self, cluster_id: str) -> dict[str, str]:
+        """The environment variables a running cluster's commands get (its resolved
+        ``spark_env_vars``)."""
+        with self.lock:
+            cluster = self._clusters.get(cluster_id)
+            return dict(cluster.environment or {}) if cluster is not None else {}
 
     def cluster_state(self, cluster_id: str) -> str | None:
         """The current state of a live cluster, or None (unknown or permanently deleted)."""
@@ -219,9 +241,19 @@ class DatabricksDouble:
         state = info["state"]
         if state in ("PENDING", "RESTARTING"):
             if cluster.fail_with_quota:
-                self._terminate(cluster, self._quota_reason(info))
-            else:
-                self._run(cluster)
+                self._terminate(cluster, shapes.quota_reason(info, self.region))
+                return
+            try:
+                cluster.environment = self.secrets.resolve(info.get("spark_env_vars") or {})
+            except MissingSecret as error:
+                reason = {
+                    "code": "SECRET_RESOLUTION_ERROR",
+                    "type": "CLIENT_ERROR",
+                    "parameters": {"databricks_error_message": str(error)},
+                }
+                self._terminate(cluster, reason)
+                return
+            self._run(cluster)
         elif state == "TERMINATING":
             reason = {"code": "USER_REQUEST", "type": "SUCCESS", "parameters": {"username": self.user_name}}
             self._terminate(cluster, reason)
@@ -232,56 +264,13 @@ class DatabricksDouble:
         cluster.since = self.now()
 
     def _run(self, cluster: _Cluster) -> None:
-        info = cluster.info
-        seed = int(hashlib.sha256(info["cluster_id"].encode()).hexdigest()[:12], 16)
-        now_ms = self.epoch_ms()
-
-        def node(n: int) -> dict[str, Any]:
-            digest = hashlib.sha256(f"{info['cluster_id']}/{n}".encode()).hexdigest()
-            return {
-                "host_private_ip": f"10.139.0.{4 + n}",
-                "instance_id": digest[:32],
-                "node_id": digest[32:64],
-                "private_ip": f"10.139.64.{4 + n}",
-                "start_timestamp": now_ms,
-            }
-
-        info["driver"] = node(0)
-        info["executors"] = [node(i + 1) for i in range(int(info.get("num_workers") or 0))]
-        info["spark_context_id"] = seed
-        info["last_restarted_time"] = now_ms
-        info.pop("termination_reason", None)
-        info.pop("terminated_time", None)
+        shapes.start_nodes(cluster.info, self.epoch_ms())
         self._set_state(cluster, "RUNNING")
 
     def _terminate(self, cluster: _Cluster, reason: dict[str, Any]) -> None:
-        info = cluster.info
-        for key in ("driver", "executors", "spark_context_id"):
-            info.pop(key, None)
-        info["termination_reason"] = reason
-        info["terminated_time"] = self.epoch_ms()
-        message = ""
-        if reason["code"] == "AZURE_QUOTA_EXCEEDED_EXCEPTION":
-            message = "Azure Quota Exceeded Exception: " + reason["parameters"]["azure_error_message"]
-        self._set_state(cluster, "TERMINATED", message)
-
-    def _quota_reason(self, info: dict[str, Any]) -> dict[str, Any]:
-        node = catalog.NODE_TYPES_BY_ID[info["node_type_id"]]
-        cores = int(node["num_cores"]) * (1 + int(info.get("num_workers") or 0))
-        message = (
-            f"Operation could not be completed as it results in exceeding approved "
-            f"{catalog.quota_family(info['node_type_id'])} Cores quota. Additional details - Deployment "
-            f"Model: Resource Manager, Location: {self.region}, Current Limit: 0, Current Usage: 0, "
-            f"Additional Required: {cores}, (Minimum) New Limit Required: {cores}. Submit a request for "
-            "Quota increase at https://aka.ms/ProdportalCRP by specifying parameters listed in the "
-            "'Details' section for deployment to succeed. Please read more about quota limits at "
-            "https://docs.microsoft.com/en-us/azure/azure-supportability/per-vm-quota-requests."
-        )
-        return {
-            "code": "AZURE_QUOTA_EXCEEDED_EXCEPTION",
-            "type": "CLIENT_ERROR",
-            "parameters": {"azure_error_code": "QuotaExceeded", "azure_error_message": message},
-        }
+        shapes.stop_nodes(cluster.info, reason, self.epoch_ms())
+        cluster.environment = None
+        self._set_state(cluster, "TERMINATED", shapes.termination_message(reason))
 
     def _find(self, cluster_id: Any) -> _Cluster | Response:
         if not cluster_id:
@@ -308,52 +297,10 @@ class DatabricksDouble:
         with self.lock:
             self._sequence += 1
             cluster_id = f"0101-000000-lab{self._sequence:05d}"
-            info = self._new_cluster_info(cluster_id, body)
+            info = shapes.new_cluster_info(cluster_id, body, self.user_name, self.epoch_ms())
             cluster = _Cluster(info, self.now(), fail_with_quota=self.fail_create_with_quota)
             self._clusters[cluster_id] = cluster
         return json_response(200, {"cluster_id": cluster_id})
-
-    def _new_cluster_info(self, cluster_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        node = catalog.NODE_TYPES_BY_ID[body["node_type_id"]]
-        nodes = 1 + int(body.get("num_workers") or 0)
-        name = body.get("cluster_name", "")
-        spec = copy.deepcopy(body)
-        info: dict[str, Any] = {
-            **copy.deepcopy(body),
-            "cluster_id": cluster_id,
-            "cluster_name": name,
-            "driver_node_type_id": body.get("driver_node_type_id", body["node_type_id"]),
-            "num_workers": int(body.get("num_workers") or 0),
-            "autotermination_minutes": int(body.get("autotermination_minutes") or 0),
-            "azure_attributes": {
-                "availability": "ON_DEMAND_AZURE",
-                "first_on_demand": 1,
-                "spot_bid_max_price": -1,
-                **body.get("azure_attributes", {}),
-            },
-            "cluster_cores": node["num_cores"] * nodes,
-            "cluster_memory_mb": node["memory_mb"] * nodes,
-            "cluster_source": "API",
-            "creator_user_name": self.user_name,
-            "default_tags": {
-                "ClusterId": cluster_id,
-                "ClusterName": name,
-                "Creator": self.user_name,
-                "Vendor": "Databricks",
-            },
-            "disk_spec": {},
-            "enable_elastic_disk": True,
-            "enable_local_disk_encryption": False,
-            "init_scripts_safe_mode": False,
-            "jdbc_port": 10000,
-            "spark_conf": body.get("spark_conf", {}),
-            "start_time": self.epoch_ms(),
-            "last_state_loss_time": 0,
-            "state": "PENDING",
-            "state_message": PENDING_MESSAGE,
-            "spec": spec,
-        }
-        return info
 
     def get_cluster(self, request: Request) -> Response:
         """``GET clusters/get?cluster_id=``."""
@@ -436,6 +383,7 @@ def register(double: LabDouble) -> DatabricksDouble:
         ("POST", r"/api/1\.2/commands/execute", commands.execute),
         ("GET", r"/api/1\.2/commands/status", commands.command_status),
         ("POST", r"/api/1\.2/commands/cancel", commands.cancel),
+        *databricks_secrets.routes(api.secrets),
     ]
     for method, pattern, handler in routes:
         double.route(method, pattern, api.authed(handler))

@@ -5,6 +5,9 @@ folder (files persist across the commands of one context, like a driver's local 
 Python variables do not, unlike a real REPL). Commands of one context run one at a time
 in submission order on a worker thread, so a command waiting behind another is ``Queued``.
 
+A command's environment is the cluster's (``spark_env_vars``, secrets resolved; see
+``databricks_api``) over the runtime's own variables (``double.databricks.command_env``).
+
 Results follow the real API: a command whose Python raises still has status ``Finished``,
 with ``results.resultType == "error"``, an HTML ``summary`` (``<span class='ansi-red-fg'>
 ZeroDivisionError</span>: division by zero``, which the SDK's dbutils proxy strips) and the
@@ -280,13 +283,14 @@ class CommandExecution:
                 command.status = "Running"
             self._run(command, context.workdir)
 
-    def _env(self) -> dict[str, str]:
+    def _env(self, cluster_id: str) -> dict[str, str]:
+        """Exactly what the cluster was given (its resolved ``spark_env_vars``) over what the
+        runtime sets: nothing of the double's own process leaks in but the interpreter's
+        basics, as nothing of the user's machine reaches a real cluster."""
         env = {name: os.environ[name] for name in _PASSTHROUGH if name in os.environ}
         env.update(_COMMAND_DEFAULTS)
-        # A notebook on the double's "cluster" talks to the double's Azure OpenAI by default.
-        double_env = self.owner.double.client_env()
-        env.update({k: v for k, v in double_env.items() if k.startswith("AZURE_OPENAI_")})
         env.update(self.owner.command_env)
+        env.update(self.owner.cluster_environment(cluster_id))
         return env
 
     def _run(self, command: _Command, workdir: str) -> None:
@@ -298,7 +302,7 @@ class CommandExecution:
             process = subprocess.Popen(
                 [sys.executable, "-c", textwrap.dedent(command.command)],
                 cwd=workdir,
-                env=self._env(),
+                env=self._env(command.cluster_id),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,

@@ -20,7 +20,7 @@ from types import TracebackType
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
-from . import arm_api, databricks_api, openai_api
+from . import arm_api, databricks_api, openai_api, tls
 from .routing import Handler, RecordedRequest, Request, Response, Router, json_response
 
 DEFAULT_API_VERSION = "2024-05-01-preview"
@@ -70,6 +70,8 @@ class LabDouble:
         self._requested_port = port
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self._tls_server: _Server | None = None
+        self._tls_thread: threading.Thread | None = None
         self._requests: list[RecordedRequest] = []
         self._errors: list[str] = []
         # One line per API; each registers its routes and returns its state object.
@@ -81,28 +83,30 @@ class LabDouble:
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> LabDouble:
-        """Bind (port 0 picks a free port) and serve in a daemon thread; returns ``self``."""
+        """Bind (port 0 picks a free port) and serve in a daemon thread, plus an https
+        listener on another free port (:attr:`login_url`); returns ``self``."""
         if self._server is not None:
             raise RuntimeError("LabDouble is already started")
-        server = _Server((self.host, self._requested_port), _Handler, self)
-        self._server = server
-        # A short poll interval makes stop() (shutdown) quick: it waits for the loop to notice.
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.02}, name="lab-double", daemon=True
+        self._server, self._thread = _serve(_Server((self.host, self._requested_port), _Handler, self), "")
+        secure = _Server((self.host, 0), _Handler, self)
+        # The handshake happens in the connection's thread, not in the accepting loop.
+        secure.socket = tls.server_context().wrap_socket(
+            secure.socket, server_side=True, do_handshake_on_connect=False
         )
-        self._thread.start()
+        self._tls_server, self._tls_thread = _serve(secure, "-tls")
         return self
 
     def stop(self) -> None:
-        """Stop serving, close the socket and release subprocesses; safe to call twice."""
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.close_connections()
-            server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        """Stop serving, close the sockets and release subprocesses; safe to call twice."""
+        for server, thread in ((self._server, self._thread), (self._tls_server, self._tls_thread)):
+            if server is not None:
+                server.shutdown()
+                server.close_connections()
+                server.server_close()
+            if thread is not None:
+                thread.join(timeout=5)
+        self._server = self._tls_server = None
+        self._thread = self._tls_thread = None
         for api in self._apis:
             api.close()
 
@@ -127,8 +131,29 @@ class LabDouble:
     @property
     def url(self) -> str:
         """Base URL, e.g. ``http://127.0.0.1:8765``: the OpenAI endpoint and the Databricks host."""
+        return f"http://{self._netloc(self.port)}"
+
+    @property
+    def tls_port(self) -> int | None:
+        """The port of the https listener (None before start)."""
+        return None if self._tls_server is None else int(self._tls_server.server_address[1])
+
+    @property
+    def login_url(self) -> str:
+        """The https base URL of the same APIs (self-signed, see :attr:`ca_bundle`): the
+        Entra ID authority azure-identity accepts (it refuses ``http://`` authorities)."""
+        if self.tls_port is None:
+            raise RuntimeError("LabDouble is not started")
+        return f"https://{self._netloc(self.tls_port)}"
+
+    @property
+    def ca_bundle(self) -> str:
+        """The PEM file that makes clients trust :attr:`login_url`."""
+        return str(tls.certificate()[0])
+
+    def _netloc(self, port: int) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{host}:{port}"
 
     def client_env(self) -> dict[str, str]:
         """Environment variables that point the SDKs (and the plugin's live mode) at this double."""
@@ -196,6 +221,15 @@ class LabDouble:
             return json_response(500, {"error": {"code": "DoubleCrashed", "message": error}})
 
 
+def _serve(server: _Server, suffix: str) -> tuple[_Server, threading.Thread]:
+    # A short poll interval makes stop() (shutdown) quick: it waits for the loop to notice.
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.02}, name=f"lab-double{suffix}", daemon=True
+    )
+    thread.start()
+    return server, thread
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -236,13 +270,18 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, like the real services; streams use chunked
-    server_version = "LabDouble/1.0"
-    sys_version = ""
     timeout = 60  # an idle keep-alive connection must not pin its thread forever
     # Headers and body go out in separate writes: without TCP_NODELAY, Nagle plus the client's
     # delayed ACK add ~40 ms to every response.
     disable_nagle_algorithm = True
     server: _Server
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        """The status line and ``Date``; no ``Server`` header (the real services' headers,
+        where they send one, come from the API modules), so no recording names a fake server."""
+        self.log_request(code)
+        self.send_response_only(code, message)
+        self.send_header("Date", self.date_time_string())
 
     def log_message(self, format: str, *args: object) -> None:
         if self.server.double.verbose:

@@ -112,37 +112,123 @@ def databricks_client(
     )
 
 
+class FailedOperation(Exception):
+    """A long-running operation whose resource ended ``Failed`` or ``Canceled`` although
+    azure-core returned it as a result: what a create answered with ``provisioningState:
+    Failed`` and no LRO headers becomes (azure-core's body polling does not raise then)."""
+
+    def __init__(self, state: str, code: str, message: str, resource_id: str) -> None:
+        self.state = state
+        self.code = code
+        self.message = message
+        self.resource_id = resource_id
+        detail = f"{code}: {message}" if code else (message or "Azure gave no error code")
+        super().__init__(f"provisioningState {state} for {resource_id or 'the resource'} ({detail})")
+
+
 def wait(poller: Any, timeout: float = LRO_TIMEOUT_S) -> Any:
     """The result of a long-running operation (``Azure-AsyncOperation``/``Location`` polled
-    at the server's ``Retry-After``; during replay those waits are no-ops)."""
+    at the server's ``Retry-After``; during replay those waits are no-ops). A result whose
+    ``provisioningState`` is ``Failed`` or ``Canceled`` raises :class:`FailedOperation` with
+    Azure's error code, instead of passing for a success."""
     result = poller.result(timeout=timeout)
     if not poller.done():
         raise TimeoutError(f"the Azure operation did not finish within {timeout:.0f} s")
+    found = _field(_field(result, "properties"), "provisioning_state", "provisioningState")
+    state = str(getattr(found, "value", found) or poller.status())  # an SDK enum, or a str
+    if state in ("Failed", "Canceled"):
+        error = _model_error(result)
+        raise FailedOperation(
+            state,
+            str(error.get("code") or ""),
+            str(error.get("message") or ""),
+            str(_field(result, "id") or ""),
+        )
     return result
 
 
-def error_code(error: BaseException) -> str:
-    """The ARM error code of an azure-core ``HttpResponseError`` (``""`` when unknown)."""
+def _field(model: Any, *names: str) -> Any:
+    """An attribute of an azure-mgmt model, or a key of a dict-like one."""
+    for name in names:
+        if isinstance(model, Mapping) and name in model:
+            return model[name]
+        value = getattr(model, name, None)
+        if value is not None:
+            return value
+    return None
+
+
+def _model_error(result: Any) -> dict[str, Any]:
+    """The ``error`` a failed resource carries beside its provisioningState (kept by the
+    models among their unknown fields), or ``{}``."""
+    for holder in (result, _field(result, "properties")):
+        if holder is None:
+            continue
+        extra = getattr(holder, "additional_properties", None)
+        candidates = [extra.get("error") if isinstance(extra, Mapping) else None, _field(holder, "error")]
+        for error in candidates:
+            if isinstance(error, Mapping) and error.get("code"):
+                return dict(error)
+    return {}
+
+
+def arm_error(error: BaseException) -> tuple[str, str]:
+    """``(code, message)`` of an ARM error, wherever Azure put it: azure-core's parsed error
+    (a 4xx body, or a ``Failed`` Azure-AsyncOperation status), else the failed resource's own
+    body (``error`` or ``properties.error`` beside ``provisioningState: Failed``, which a
+    create answered without LRO headers carries and azure-core does not parse).
+    ``("", first line)`` when Azure gave no code."""
+    if isinstance(error, FailedOperation):
+        return error.code, error.message or str(error)
     odata = getattr(error, "error", None)
-    code = getattr(odata, "code", None)
-    return str(code or "")
+    code, message = getattr(odata, "code", None), getattr(odata, "message", None)
+    if code:
+        return str(code), str(message or "")
+    body = _response_json(error)
+    found_properties = body.get("properties")
+    properties: dict[str, Any] = found_properties if isinstance(found_properties, dict) else {}
+    for found in (body.get("error"), properties.get("error")):
+        if isinstance(found, dict) and found.get("code"):
+            return str(found["code"]), str(found.get("message") or "")
+    state = properties.get("provisioningState") or body.get("status")
+    if state in ("Failed", "Canceled"):
+        what = body.get("id") or "the resource"
+        return "", f"provisioningState {state} for {what}, without an error code"
+    text = str(error).strip()
+    return "", text.splitlines()[0] if text else type(error).__name__
+
+
+def _response_json(error: BaseException) -> dict[str, Any]:
+    import json
+
+    response = getattr(error, "response", None)
+    try:
+        body = json.loads(response.text()) if response is not None else None
+    except (ValueError, TypeError, AttributeError):
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def error_code(error: BaseException) -> str:
+    """The ARM error code (``""`` when Azure gave none): see :func:`arm_error`."""
+    return arm_error(error)[0]
 
 
 def error_message(error: BaseException) -> str:
     """The ARM error message (without azure-core's code prefix), else the first line."""
-    message = getattr(getattr(error, "error", None), "message", None)
+    message = arm_error(error)[1]
     if message:
-        return str(message)
+        return message
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
 
 
 def is_quota_error(error: BaseException) -> bool:
     """Whether an ARM error says the region ran out of quota."""
-    code = error_code(error)
+    code, message = arm_error(error)
     if code in ("InsufficientQuota", "QuotaExceeded"):
         return True
-    return code == "OperationNotAllowed" and "quota" in str(error).lower()
+    return code == "OperationNotAllowed" and "quota" in f"{message} {error}".lower()
 
 
 def is_not_found(error: BaseException) -> bool:

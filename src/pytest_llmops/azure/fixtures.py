@@ -109,9 +109,9 @@ def azure_databricks_workspace(
 
     With ``--llmops-provision``, ``AZURE_SUBSCRIPTION_ID`` and ``AZURE_RESOURCE_GROUP``, and
     neither ``DATABRICKS_HOST`` nor ``DATABRICKS_CONFIG_PROFILE`` naming a workspace to reuse:
-    a Premium workspace is created once for the run in that resource group, in
-    ``AZURE_LOCATION`` or else the region of the Azure OpenAI account this run provisioned
-    (request ``azure_openai_deployment`` first to share it), and deleted after the last
+    a Premium workspace is created once for the run in that resource group, in the region
+    of the Azure OpenAI account this run provisioned (request ``azure_openai_deployment``
+    first to share it), else ``AZURE_LOCATION``, and deleted after the last
     test unless ``--llmops-keep-resources``. A new workspace has no token: authenticate with
     Entra ID (``resource_id`` is the SDK's ``azure_workspace_resource_id``).
 

@@ -142,7 +142,7 @@ def provisioned_deployment(
             name=ctx.base_name,
             tags=resources.tags(ctx.config),
         )
-    provisioner = OpenAIProvisioner(client, plan, ctx.say)
+    provisioner = OpenAIProvisioner(client, plan, ctx.say, replaying=ctx.replay)
     keys: dict[str, str | None] = {}
 
     def create() -> dict[str, Any]:
@@ -160,7 +160,12 @@ def provisioned_deployment(
                 else:
                     headers = {"Authorization": f"Bearer {ctx.credential.get_token(COGNITIVE_SCOPE).token}"}
                 wait_until_answering(
-                    resource.endpoint, resource.deployment, api_version, headers, say=ctx.say
+                    resource.endpoint,
+                    resource.deployment,
+                    api_version,
+                    headers,
+                    say=ctx.say,
+                    replaying=ctx.replay,
                 )
             except BaseException:
                 try:
@@ -168,14 +173,21 @@ def provisioned_deployment(
                 except Exception as error:
                     ctx.say(f"cleaning up {resource.account} failed: {error}")
                 raise
-        ctx.say(f"Azure OpenAI deployment {resource.deployment} is answering at {resource.endpoint}")
+        answering = f"Azure OpenAI deployment {resource.deployment} is answering at {resource.endpoint}"
+        ctx.say(f"replayed: {answering}" if ctx.replay else answering)
         return resource.to_json()
 
     def remove(value: dict[str, Any]) -> None:
         if ctx.replay and ctx.kept:
             return
         resource = OpenAIResource.from_json(value)
-        ctx.say(f"removing Azure OpenAI account {resource.account} (deployment, account, purge)")
+        ctx.say(
+            resources.removal_line(
+                f"Azure OpenAI account {resource.account}",
+                replaying=ctx.replay,
+                detail="deployment, account, purge",
+            )
+        )
         with cassette.activate():
             provisioner.remove(resource)
 
@@ -223,7 +235,7 @@ def provisioned_workspace(
     ctx = _Session(request, cassette, "azure_databricks_workspace")
     metadata = cassette.metadata
     client = arm.databricks_client(ctx.credential, ctx.subscription, ctx.endpoint)
-    provisioner = WorkspaceProvisioner(client, ctx.subscription, ctx.endpoint, ctx.say)
+    provisioner = WorkspaceProvisioner(client, ctx.subscription, ctx.endpoint, ctx.say, replaying=ctx.replay)
     if ctx.replay:
         plan = dict(metadata["plan"])
     else:
@@ -246,7 +258,7 @@ def provisioned_workspace(
     def remove(value: dict[str, Any]) -> None:
         if ctx.replay and ctx.kept:
             return
-        ctx.say(f"removing Azure Databricks workspace {value['name']}")
+        ctx.say(resources.removal_line(f"Azure Databricks workspace {value['name']}", replaying=ctx.replay))
         with cassette.activate():
             provisioner.remove(value)
 
@@ -266,14 +278,12 @@ def provisioned_workspace(
 
 
 def _workspace_region(config: pytest.Config) -> str | None:
-    """``AZURE_LOCATION``, else the region of the Azure OpenAI account this run provisioned
-    (the lab puts both in one region), else None."""
-    location = os.environ.get("AZURE_LOCATION", "").strip().lower()
-    if location:
-        return location
+    """The region of the Azure OpenAI account this run provisioned (the lab puts both in one
+    region; that account may have moved on from ``AZURE_LOCATION`` for lack of quota), else
+    ``AZURE_LOCATION``, else None."""
     import json
 
     record = resources.state_dir(config) / f"{OPENAI_RESOURCE}.json"
     if record.is_file():
         return str(json.loads(record.read_text())["region"])
-    return None
+    return os.environ.get("AZURE_LOCATION", "").strip().lower() or None

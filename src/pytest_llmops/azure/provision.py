@@ -25,6 +25,7 @@ from typing import Any
 
 from pytest_llmops.azure import arm
 from pytest_llmops.errors import ProvisioningError
+from pytest_llmops.resources import creation_line
 
 LAB_REGIONS = ("eastus2", "northcentralus", "swedencentral", "switzerlandwest")
 MODEL = "gpt-4o"
@@ -100,9 +101,26 @@ class OpenAIResource:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__})
 
 
+def quota_meters(usage_name: str | None, sku: str = DEPLOYMENT_SKU, model: str = MODEL) -> set[str]:
+    """The names (lower-cased) the ``usages`` list may give the meter that a deployment of
+    ``model`` draws on. Real subscriptions give a SKU the prefix as ``usageName``
+    (``OpenAI.Standard``) and name the meter with the model (``OpenAI.Standard.gpt-4o``);
+    class-style names (``OpenAI.Provisioned.Class1`` in Azure's examples) are the meter itself."""
+    prefix = (usage_name or f"OpenAI.{sku}").lower()
+    return {prefix, f"{prefix}.{model.lower()}"}
+
+
+def is_account_meter(name: str) -> bool:
+    """Whether a usages meter counts Cognitive Services accounts: ``AccountCount`` (Azure's
+    examples) or ``OpenAI.S0.AccountCount`` (real subscriptions)."""
+    lowered = name.lower()
+    return lowered == "accountcount" or lowered.endswith(".accountcount")
+
+
 def check_region(client: Any, region: str) -> tuple[str | None, str]:
-    """``(default model version, "")`` when gpt-4o (Standard) is offered in ``region`` and
-    the quota has room for the deployment; else ``(None, why not)``."""
+    """``(default model version, "")`` when gpt-4o (Standard) is offered in ``region``, the
+    quota has room for the deployment and the subscription for another account; else
+    ``(None, why not)``. Nothing is created to find out."""
     offered = [
         m.model
         for m in client.models.list(region)
@@ -115,15 +133,22 @@ def check_region(client: Any, region: str) -> tuple[str | None, str]:
         return None, f"{MODEL} ({DEPLOYMENT_SKU}) is not offered in {region}"
     model = next((m for m in offered if m.is_default_version), offered[0])
     sku = next(s for s in model.skus if s.name == DEPLOYMENT_SKU)
-    usage_name = sku.usage_name or f"OpenAI.{DEPLOYMENT_SKU}.{MODEL}"
+    meters = quota_meters(sku.usage_name)
     for usage in client.usages.list(region):
-        if usage.name is not None and usage.name.value == usage_name and usage.limit is not None:
-            used = usage.current_value or 0.0
-            if usage.limit - used < CAPACITY:
-                return None, (
-                    f"not enough quota for {MODEL} ({DEPLOYMENT_SKU}) in {region}: {used:g} of "
-                    f"{usage.limit:g}K tokens per minute used, {CAPACITY}K needed"
-                )
+        name = str(getattr(usage.name, "value", None) or "")
+        if not name or usage.limit is None:
+            continue
+        used = usage.current_value or 0.0
+        if name.lower() in meters and usage.limit - used < CAPACITY:
+            return None, (
+                f"not enough quota for {MODEL} ({DEPLOYMENT_SKU}) in {region}: {used:g} of "
+                f"{usage.limit:g}K tokens per minute used ({name}), {CAPACITY}K needed"
+            )
+        if is_account_meter(name) and used >= usage.limit:
+            return None, (
+                f"no room for another Cognitive Services account in {region}: {used:g} of "
+                f"{usage.limit:g} accounts ({name})"
+            )
     return str(model.version), ""
 
 
@@ -144,10 +169,12 @@ def deployment_body(version: str) -> dict[str, Any]:
 class OpenAIProvisioner:
     """Creates and removes the lab's Azure OpenAI account and deployment with one client."""
 
-    def __init__(self, client: Any, plan: Plan, say: Say) -> None:
+    def __init__(self, client: Any, plan: Plan, say: Say, *, replaying: bool = False) -> None:
         self.client = client
         self.plan = plan
         self.say = say
+        self.replaying = replaying
+        """Whether the client answers from a recording (progress lines say so)."""
 
     # -- create ----------------------------------------------------------------------------
 
@@ -172,9 +199,9 @@ class OpenAIProvisioner:
                 try:
                     self._create_account(name, region)
                     self._create_deployment(name, version)
-                except HttpResponseError as error:
+                except (HttpResponseError, arm.FailedOperation) as error:
                     if not arm.is_quota_error(error):
-                        raise
+                        raise _refused(name, region, error) from error
                     why = f"quota error in {region} ({arm.error_code(error)}: {arm.error_message(error)})"
                     reasons.append(why)
                     self._remove_account(name, region)
@@ -204,7 +231,13 @@ class OpenAIProvisioner:
     def _create_account(self, name: str, region: str) -> None:
         from azure.mgmt.cognitiveservices.models import Account, AccountProperties, Sku
 
-        self.say(f"creating Azure OpenAI account {name} in {region} (kind {ACCOUNT_KIND}, SKU {ACCOUNT_SKU})")
+        self.say(
+            creation_line(
+                f"Azure OpenAI account {name} in {region}",
+                replaying=self.replaying,
+                detail=f"kind {ACCOUNT_KIND}, SKU {ACCOUNT_SKU}",
+            )
+        )
         account = Account(
             location=region,
             kind=ACCOUNT_KIND,
@@ -216,7 +249,11 @@ class OpenAIProvisioner:
 
     def _create_deployment(self, account: str, version: str) -> None:
         self.say(
-            f"deploying {MODEL} {version} as {DEPLOYMENT} ({DEPLOYMENT_SKU}, {CAPACITY}K tokens per minute)"
+            creation_line(
+                f"deployment {DEPLOYMENT} of {MODEL} {version}",
+                replaying=self.replaying,
+                detail=f"{DEPLOYMENT_SKU}, {CAPACITY}K tokens per minute",
+            )
         )
         body = deployment_body(version)
         arm.wait(
@@ -289,6 +326,8 @@ def wait_until_answering(
     headers: dict[str, str],
     timeout: float = READY_TIMEOUT_S,
     say: Say | None = None,
+    *,
+    replaying: bool = False,
 ) -> None:
     """Send a one-token chat completion until the new deployment answers it (a new
     deployment, or the DNS name of a new account, can take a while to come up)."""
@@ -317,7 +356,8 @@ def wait_until_answering(
                 f"The new deployment {deployment} at {endpoint} did not answer in {timeout:.0f} s ({last})."
             )
         if say is not None and not announced:
-            say(f"waiting for deployment {deployment} to answer ({last})")
+            waiting = f"for deployment {deployment} to answer ({last})"
+            say(f"replaying the recorded wait {waiting}" if replaying else f"waiting {waiting}")
             announced = True
         arm.sleep(retry_after)
 
@@ -327,6 +367,16 @@ def _retry_after(value: str | None, default: float) -> float:
         return max(0.0, min(float(value), 60.0)) if value else default
     except ValueError:
         return default
+
+
+def _refused(name: str, region: str, error: BaseException) -> ProvisioningError:
+    code, message = arm.arm_error(error)
+    return ProvisioningError(
+        f"Azure refused to create Azure OpenAI account {name} or its deployment in {region}: "
+        f"{code + ': ' if code else ''}{message}\nWhat was created was removed. Fix what Azure names "
+        "(permissions on the resource group, a policy, the model's availability), or set AZURE_LOCATION "
+        "to another region, then rerun."
+    )
 
 
 def _first_line(error: BaseException) -> str:

@@ -17,6 +17,7 @@ from pytest_llmops.azure import arm
 from pytest_llmops.cassettes import replay_env
 from pytest_llmops.cassettes.sanitize import DATABRICKS_HOST, ZERO_GUID
 from pytest_llmops.errors import ProvisioningError
+from pytest_llmops.resources import creation_line
 
 WORKSPACE_SKU = "premium"
 """The lab allows Premium or Trial; Premium is what a pay-as-you-go subscription can create."""
@@ -100,17 +101,26 @@ def workspace_url(workspace_host: str, arm_endpoint: str) -> str:
 class WorkspaceProvisioner:
     """Creates and deletes one Azure Databricks workspace."""
 
-    def __init__(self, client: Any, subscription_id: str, arm_endpoint: str, say: Say) -> None:
+    def __init__(
+        self, client: Any, subscription_id: str, arm_endpoint: str, say: Say, *, replaying: bool = False
+    ) -> None:
         self.client = client
         self.subscription_id = subscription_id
         self.arm_endpoint = arm_endpoint
         self.say = say
+        self.replaying = replaying
+        """Whether the client answers from a recording (progress lines say so)."""
 
     def create(self, resource_group: str, name: str, region: str, tags: dict[str, str]) -> dict[str, Any]:
         """Create the workspace (and its managed resource group); a JSON-able descriptor.
         A failed or interrupted creation deletes what it started."""
         self.say(
-            f"creating Azure Databricks workspace {name} in {region} ({WORKSPACE_SKU}); this takes minutes"
+            creation_line(
+                f"Azure Databricks workspace {name} in {region}",
+                replaying=self.replaying,
+                detail=WORKSPACE_SKU,
+                duration="this takes minutes",
+            )
         )
         managed = f"{name}-managed"
         body = {
@@ -122,13 +132,23 @@ class WorkspaceProvisioner:
                 "computeMode": COMPUTE_MODE,
             },
         }
+        from azure.core.exceptions import HttpResponseError
+
         try:
             workspace = arm.wait(self.client.workspaces.begin_create_or_update(resource_group, name, body))
-        except BaseException:
+        except BaseException as failure:
             try:
                 self.remove({"resource_group": resource_group, "name": name})
             except Exception as error:
                 self.say(f"cleaning up workspace {name} failed: {error}")
+            if isinstance(failure, (HttpResponseError, arm.FailedOperation)):
+                code, message = arm.arm_error(failure)
+                raise ProvisioningError(
+                    f"Azure could not create Azure Databricks workspace {name} in {region}: "
+                    f"{code + ': ' if code else ''}{message}\nIt was removed again. Fix what Azure names, "
+                    "or set AZURE_LOCATION to another region (or DATABRICKS_HOST to reuse a workspace), "
+                    "then rerun."
+                ) from failure
             raise
         host = workspace.properties.workspace_url
         if not host:

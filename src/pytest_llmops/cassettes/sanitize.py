@@ -83,6 +83,7 @@ SECRET_JSON = frozenset(
         "primaryKey", "secondaryKey", "connectionString", "primaryConnectionString",
         "secondaryConnectionString", "token_value", "api_key", "apiKey", "secret", "accessToken",
         "refreshToken", "sasToken", "sas_token", "private_key", "client_assertion",
+        "string_value", "bytes_value",  # Databricks Secrets API: put_secret's value
     )
 )
 IGNORED_PATHS = ("/api/2.0/mlflow/", "/api/3.0/mlflow/", "/ajax-api/2.0/mlflow/", "/ajax-api/3.0/mlflow/")
@@ -98,15 +99,22 @@ _SUBSCRIPTION_RE = re.compile(
 Role = str  # "openai" | "databricks" | "arm" | "login" | "local"
 
 
+_LOGIN_PATH = re.compile(
+    r"^/[^/?]+/(?:v2\.0(?:[/?]|$)|discovery/|kerberos|\.well-known/openid-configuration)"
+)
+"""Entra ID paths below a tenant (tenant discovery, issuer, keys), besides ``/oauth2/``."""
+_DATABRICKS_PREFIXES = ("/api/2.", "/api/1.2/", "/.well-known/databricks-config", "/oidc/")
+
+
 def role_of_path(path: str) -> Role:
     """Which service a request to a local (or shared) endpoint is for, by its path."""
     if path.startswith("/openai/") or "//openai/" in path:
         return "openai"
-    if path.startswith(("/api/2.", "/api/1.2/", "/.well-known/databricks-config", "/oidc/")):
+    if path.startswith(_DATABRICKS_PREFIXES) or path == "/oidc":
         return "databricks"
     if path.startswith(("/subscriptions/", "/providers/", "/tenants")):
         return "arm"
-    if "/oauth2/" in path:
+    if "/oauth2/" in path or _LOGIN_PATH.match(path):
         return "login"
     return "local"
 
@@ -118,6 +126,34 @@ _ROLE_HOSTS: dict[Role, tuple[str, str]] = {
     "login": ("https", LOGIN_HOST),
     "local": ("http", LOCAL_HOST),
 }
+
+
+def _local_url_role(path: str, has_scheme: bool) -> Role:
+    """The service a URL of a local double (serving every API on one address) stands for,
+    when it appears in a header value or a body: a bare ``host:port`` is a Databricks
+    workspace (ARM's ``workspaceUrl`` carries no scheme); a bare base URL is an Azure OpenAI
+    endpoint (an account's ``endpoint``, a cluster's ``AZURE_OPENAI_ENDPOINT``); anything
+    with a path goes by its path (``Azure-AsyncOperation``/``Location`` to ARM...)."""
+    if not has_scheme:
+        return "databricks" if not path else role_of_path(path)
+    if path in ("", "/"):
+        return "openai"
+    return role_of_path(path)
+
+
+def replace_local_urls(text: str, netloc: str) -> str:
+    """Every URL (or bare ``host:port``) of the local double at ``netloc`` in ``text``,
+    written with the placeholder host of the service it stands for, as Azure's and
+    Databricks' own answers would name it (``https://management.azure.com/...``)."""
+    pattern = re.compile(rf"(https?://)?{re.escape(netloc)}(?![0-9])(/[^\s\"'<>\\]*)?")
+
+    def placeholder(match: re.Match[str]) -> str:
+        scheme, path = match[1], match[2] or ""
+        role = _local_url_role(path, bool(scheme))
+        placeholder_scheme, host = _ROLE_HOSTS[role]
+        return f"{placeholder_scheme}://{host}{path}" if scheme else f"{host}{path}"
+
+    return pattern.sub(placeholder, text)
 
 
 def _variants(value: str) -> list[str]:
@@ -202,8 +238,12 @@ class Sanitizer:
             if value in text:
                 text = text.replace(value, replacement)
         for netloc, role in self._netlocs.items():
-            if netloc in text:
-                scheme, host = _ROLE_HOSTS["local" if role == "shared" else role]
+            if netloc not in text:
+                continue
+            if role == "shared":
+                text = replace_local_urls(text, netloc)
+            else:
+                scheme, host = _ROLE_HOSTS[role]
                 text = text.replace(f"http://{netloc}", f"{scheme}://{host}").replace(netloc, host)
         text = _OPENAI_HOST_RE.sub(OPENAI_HOST, text)
         text = _DATABRICKS_HOST_RE.sub(DATABRICKS_HOST, text)

@@ -21,6 +21,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pytest_llmops.errors import ProvisioningError, QuotaExceeded
+from pytest_llmops.resources import creation_line
 
 if TYPE_CHECKING:
     from databricks.sdk import WorkspaceClient
@@ -60,15 +61,35 @@ class DatabricksCluster:
     """True when this session created it (and removes it); False when it attached."""
     started: bool = False
     """Attach only: whether this session started it (it is left running: auto termination stops it)."""
+    environment: tuple[str, ...] = ()
+    """The names of the environment variables its spec gives it (``spark_env_vars``), never values."""
 
     def metadata(self) -> dict[str, Any]:
         """A JSON-able descriptor (shared across xdist workers, stored in session cassettes)."""
-        return asdict(self)
+        data = asdict(self)
+        data["environment"] = list(self.environment)
+        return data
 
     @classmethod
     def from_metadata(cls, data: Mapping[str, Any]) -> DatabricksCluster:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        known["environment"] = tuple(known.get("environment") or ())
         return cls(**known)
+
+    def require_environment(self, *names: str) -> None:
+        """Fail, saying what to set on the cluster and how, unless its environment has every
+        one of ``names`` (code run on it reads them from ``os.environ``)::
+
+            def test_cell(databricks_cluster, databricks_command):
+                databricks_cluster.require_environment("AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_API_KEY")
+                databricks_command(CELL)
+        """
+        __tracebackhide__ = True
+        from pytest_llmops.databricks.secrets import environment_problem
+
+        problem = environment_problem(self.cluster_id, self.environment, names, provisioned=self.provisioned)
+        if problem is not None:
+            raise problem
 
 
 def node_type(ini_value: str | None, environ: Mapping[str, str]) -> str:
@@ -114,11 +135,13 @@ def single_node_spec(
     tags: Mapping[str, str],
     user_name: str | None,
     autotermination_minutes: int = AUTOTERMINATION_MINUTES,
+    spark_env_vars: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Keyword arguments of ``clusters.create`` for the lab's single node ML cluster."""
+    """Keyword arguments of ``clusters.create`` for the lab's single node ML cluster, with
+    ``spark_env_vars`` (its notebooks' environment variables) when given."""
     from databricks.sdk.service.compute import DataSecurityMode, RuntimeEngine
 
-    return {
+    spec: dict[str, Any] = {
         "cluster_name": name,
         "spark_version": spark_version,
         "node_type_id": node_type_id,
@@ -130,6 +153,9 @@ def single_node_spec(
         "data_security_mode": DataSecurityMode.SINGLE_USER,  # ML runtimes need a dedicated cluster
         "single_user_name": user_name,
     }
+    if spark_env_vars:
+        spec["spark_env_vars"] = dict(spark_env_vars)
+    return spec
 
 
 class _Watcher:
@@ -234,8 +260,10 @@ def provision(
     node_type_id: str,
     tags: Mapping[str, str],
     progress: Progress,
+    spark_env_vars: Mapping[str, str] | None = None,
+    replaying: bool = False,
 ) -> DatabricksCluster:
-    """Create the lab's cluster and wait until it runs.
+    """Create the lab's cluster (environment variables ``spark_env_vars``) and wait until it runs.
 
     Whatever stops the wait (a failed start, a quota error, Ctrl-C) removes the cluster
     before the error propagates: nothing is left behind.
@@ -243,11 +271,20 @@ def provision(
     spark_version = select_runtime(workspace.clusters)
     user_name = workspace.current_user.me().user_name
     spec = single_node_spec(
-        name=name, spark_version=spark_version, node_type_id=node_type_id, tags=tags, user_name=user_name
+        name=name,
+        spark_version=spark_version,
+        node_type_id=node_type_id,
+        tags=tags,
+        user_name=user_name,
+        spark_env_vars=spark_env_vars,
     )
     progress(
-        f"creating cluster {name}: {spark_version}, {node_type_id}, single node, Photon off "
-        "(usually 4 to 8 minutes)"
+        creation_line(
+            f"cluster {name}",
+            replaying=replaying,
+            detail=f"{spark_version}, {node_type_id}, single node, Photon off",
+            duration="usually 4 to 8 minutes",
+        )
     )
     cluster_id = _quota_checked(
         lambda: workspace.clusters.create(**spec).cluster_id, "The new cluster", node_type_id
@@ -263,7 +300,10 @@ def provision(
         except Exception as cleanup:
             progress(f"could not remove cluster {cluster_id}: {cleanup}")
         raise
-    return DatabricksCluster(cluster_id, name, spark_version, node_type_id, provisioned=True)
+    names = tuple(sorted(spark_env_vars or {}))
+    return DatabricksCluster(
+        cluster_id, name, spark_version, node_type_id, provisioned=True, environment=names
+    )
 
 
 def attach(workspace: WorkspaceClient, cluster_id: str, progress: Progress) -> DatabricksCluster:
@@ -316,7 +356,13 @@ def attach(workspace: WorkspaceClient, cluster_id: str, progress: Progress) -> D
             progress(f"cluster {cluster_id} is {state.value}: waiting until it runs")
         _wait_running(clusters, cluster_id, watcher, details.node_type_id, provisioned=False)
     return DatabricksCluster(
-        cluster_id, name, runtime, details.node_type_id, provisioned=False, started=started
+        cluster_id,
+        name,
+        runtime,
+        details.node_type_id,
+        provisioned=False,
+        started=started,
+        environment=tuple(sorted(details.spark_env_vars or {})),
     )
 
 

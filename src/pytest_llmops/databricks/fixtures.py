@@ -24,9 +24,10 @@ if TYPE_CHECKING:
     from databricks.sdk import WorkspaceClient
 
     from pytest_llmops.azure.workspace import AzureDatabricksWorkspace
-    from pytest_llmops.cassettes.recorder import Cassette
+    from pytest_llmops.cassettes.recorder import Cassette, Recorder
     from pytest_llmops.databricks.cluster import DatabricksCluster, Progress
     from pytest_llmops.databricks.command import DatabricksCommand
+    from pytest_llmops.databricks.secrets import ClusterEnvironment
 
 CLUSTER = "databricks_cluster"
 
@@ -75,6 +76,37 @@ def databricks_workspace(
 
 
 @pytest.fixture(scope="session")
+def databricks_cluster_environment(request: pytest.FixtureRequest) -> ClusterEnvironment:
+    """The environment variables a cluster created with ``--llmops-provision`` gets: its
+    ``variables`` go into the cluster's ``spark_env_vars`` as they are; its ``secrets`` are
+    put in a secret scope created for the session (removed after the cluster) and referenced
+    as ``{{secrets/<scope>/<name>}}``, so no key is in the cluster's configuration.
+
+    Default: what the lab's cluster cell reads, from ``azure_openai_deployment``:
+    ``AZURE_OPENAI_ENDPOINT`` and ``AZURE_OPENAI_API_VERSION``, and ``AZURE_OPENAI_API_KEY``
+    as a secret (none with Entra ID). Without an Azure OpenAI deployment configured, nothing.
+    Override it to give the cluster other variables::
+
+        from pytest_llmops.databricks.secrets import ClusterEnvironment
+
+        @pytest.fixture(scope="session")
+        def databricks_cluster_environment():
+            return ClusterEnvironment(variables={"STAGE": "test"}, secrets={"TOKEN": os.environ["MY_TOKEN"]})
+    """
+    from pytest_llmops.databricks.secrets import ClusterEnvironment, openai_environment
+
+    try:
+        deployment = request.getfixturevalue("azure_openai_deployment")
+    except pytest.skip.Exception as skipped:
+        resources.progress(
+            request.config,
+            f"{CLUSTER}: no Azure OpenAI deployment for the cluster's environment ({skipped.msg})",
+        )
+        return ClusterEnvironment()
+    return openai_environment(deployment)
+
+
+@pytest.fixture(scope="session")
 def databricks_cluster(
     request: pytest.FixtureRequest, pytestconfig: pytest.Config, databricks_workspace: WorkspaceClient
 ) -> Iterator[DatabricksCluster]:
@@ -100,7 +132,7 @@ def databricks_cluster(
     settings = settings_mod.get(pytestconfig)
     cassette: Cassette = open_session_cassette(request, CLUSTER)
     if cassette.replaying:
-        yield from _replayed(databricks_workspace, cassette)
+        yield from _replayed(pytestconfig, databricks_workspace, cassette)
         return
 
     def progress(message: str) -> None:
@@ -110,15 +142,18 @@ def databricks_cluster(
     if cluster_id:
         yield from _attached(pytestconfig, databricks_workspace, cassette, str(cluster_id), progress)
     elif settings.provision:
-        yield from _provisioned(pytestconfig, databricks_workspace, cassette, progress)
+        yield from _provisioned(request, databricks_workspace, cassette, progress)
     else:
         from pytest_llmops.azure.openai import missing
 
         missing(["DATABRICKS_CLUSTER_ID"], settings, f"{CLUSTER} (or --llmops-provision, to create one)")
 
 
-def _replayed(workspace: WorkspaceClient, cassette: Cassette) -> Iterator[DatabricksCluster]:
+def _replayed(
+    config: pytest.Config, workspace: WorkspaceClient, cassette: Cassette
+) -> Iterator[DatabricksCluster]:
     from pytest_llmops.databricks import cluster as clusters
+    from pytest_llmops.databricks import secrets
 
     recorded = cassette.metadata
     action = recorded.get("action")
@@ -131,25 +166,35 @@ def _replayed(workspace: WorkspaceClient, cassette: Cassette) -> Iterator[Databr
             cassette=str(cassette.path),
         )
     described = clusters.DatabricksCluster.from_metadata(recorded["cluster"])
+    scope, environment = secrets.replayed_environment(recorded.get("environment") or {})
 
-    def quiet(message: str) -> None:
-        return None  # nothing really waits in replay
+    def say(message: str) -> None:
+        # Creations and removals say what is replayed; the waits in between take no time.
+        if message.startswith("replaying"):
+            resources.progress(config, f"{CLUSTER}: {message}")
 
     with cassette.activate():
         if action == "attach":
-            found = clusters.attach(workspace, described.cluster_id, quiet)
+            found = clusters.attach(workspace, described.cluster_id, lambda message: None)
         else:
+            if scope:
+                secrets.create_scope(workspace, scope, environment.secrets, say, replaying=True)
             found = clusters.provision(
                 workspace,
                 name=described.cluster_name,
                 node_type_id=str(described.node_type_id),
                 tags=recorded.get("tags", {}),
-                progress=quiet,
+                progress=say,
+                spark_env_vars=environment.spark_env_vars(scope) if scope else None,
+                replaying=True,
             )
     yield found
     if action == "provision" and recorded.get("removed"):
         with cassette.activate():
-            clusters.remove(workspace, found.cluster_id, quiet)
+            say(resources.removal_line(f"cluster {found.cluster_id}", replaying=True))
+            clusters.remove(workspace, found.cluster_id, lambda message: None)
+            if scope:
+                secrets.remove_scope(workspace, scope, say, replaying=True)
 
 
 def _attached(
@@ -170,35 +215,66 @@ def _attached(
 
 
 def _provisioned(
-    config: pytest.Config, workspace: WorkspaceClient, cassette: Cassette, progress: Progress
+    request: pytest.FixtureRequest, workspace: WorkspaceClient, cassette: Cassette, progress: Progress
 ) -> Iterator[DatabricksCluster]:
     from pytest_llmops.databricks import cluster as clusters
+    from pytest_llmops.databricks import secrets
 
+    config = request.config
     settings = settings_mod.get(config)
     tags = resources.tags(config)
     name = f"pytest-llmops-{session.session_id(config)}"
     node_type_id = clusters.node_type(str(config.getini(clusters.NODE_TYPE_INI) or ""), os.environ)
+    scope = secrets.scope_name(session.session_id(config), tags[resources.TAG_REMOVE_AFTER])
+    recorder: Recorder = request.getfixturevalue("llmops_recorder")
 
     def create() -> dict[str, Any]:
+        environment: ClusterEnvironment = request.getfixturevalue("databricks_cluster_environment")
         with cassette.activate():
-            made = clusters.provision(
-                workspace, name=name, node_type_id=node_type_id, tags=tags, progress=progress
-            )
-        return made.metadata()
+            if environment.secrets:
+                secrets.create_scope(workspace, scope, environment.secrets, progress)
+            try:
+                made = clusters.provision(
+                    workspace,
+                    name=name,
+                    node_type_id=node_type_id,
+                    tags=tags,
+                    progress=progress,
+                    spark_env_vars=environment.spark_env_vars(scope),
+                )
+            except BaseException:
+                if environment.secrets:
+                    secrets.remove_scope(workspace, scope, progress)
+                raise
+        stored = secrets.recorded_environment(
+            scope if environment.secrets else "", environment, recorder.sanitizer.scrub_text
+        )
+        return {**made.metadata(), "_environment": stored}
 
     def remove(value: dict[str, Any]) -> None:
         with cassette.activate():
-            clusters.remove(workspace, value["cluster_id"], progress)
+            try:
+                clusters.remove(workspace, value["cluster_id"], progress)
+            finally:
+                if value["_environment"]["scope"]:
+                    secrets.remove_scope(workspace, value["_environment"]["scope"], progress)
 
     def describe(value: dict[str, Any]) -> str:
-        return f"cluster {value['cluster_id']} ({value['cluster_name']})"
+        scope_kept = value["_environment"]["scope"]
+        return f"cluster {value['cluster_id']} ({value['cluster_name']})" + (
+            f" and secret scope {scope_kept}" if scope_kept else ""
+        )
 
     with resources.shared(config, CLUSTER, create, remove, describe=describe) as shared:
         found = clusters.DatabricksCluster.from_metadata(shared.value)
         yield found
     if shared.created:  # under xdist only the creator writes the session cassette
         cassette.metadata.update(
-            action="provision", cluster=found.metadata(), tags=tags, removed=not settings.keep_resources
+            action="provision",
+            cluster=found.metadata(),
+            tags=tags,
+            environment=shared.value["_environment"],
+            removed=not settings.keep_resources,
         )
         cassette.save()
 

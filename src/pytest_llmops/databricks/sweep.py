@@ -1,6 +1,7 @@
-"""The finder of Databricks clusters for ``pytest-llmops sweep``: every cluster of the
-workspace with its custom tags; a due one is removed the way the fixture removes it
-(terminate, then permanent delete)."""
+"""The finders of Databricks resources for ``pytest-llmops sweep``: every cluster of the
+workspace with its custom tags, removed the way the fixture removes it (terminate, then
+permanent delete); and every secret scope, with the tags its name stands for (scopes have
+none: ``pytest-llmops-<session>-removeafter-<YYYYMMDDHH>``), deleted with its secrets."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     from databricks.sdk import WorkspaceClient
 
 KIND = "Databricks cluster"
+SCOPE_KIND = "Databricks secret scope"
 
 
 def find_clusters(workspace: WorkspaceClient | None = None) -> Iterator[Resource]:
@@ -24,7 +26,7 @@ def find_clusters(workspace: WorkspaceClient | None = None) -> Iterator[Resource
     ``DATABRICKS_TOKEN``, a profile, an Azure service principal, ``az login``)."""
     from pytest_llmops.databricks.cluster import remove
 
-    client = workspace if workspace is not None else _client()
+    client = workspace if workspace is not None else _client("Databricks clusters")
     for details in client.clusters.list():
         cluster_id = str(details.cluster_id)
         started = details.start_time
@@ -39,20 +41,37 @@ def find_clusters(workspace: WorkspaceClient | None = None) -> Iterator[Resource
         )
 
 
-def _client() -> WorkspaceClient:
+def find_secret_scopes(workspace: WorkspaceClient | None = None) -> Iterator[Resource]:
+    """The secret scopes of the workspace that unified auth points at; the sweep deletes only
+    those pytest-llmops named (see :func:`pytest_llmops.databricks.secrets.scope_tags`)."""
+    from pytest_llmops.databricks.secrets import remove_scope, scope_tags
+
+    client = workspace if workspace is not None else _client("Databricks secret scopes")
+    for scope in client.secrets.list_scopes():
+        name = str(scope.name)
+        yield Resource(
+            kind=SCOPE_KIND,
+            id=name,
+            delete=partial(remove_scope, client, name, lambda message: None),
+            tags=scope_tags(name),
+            detail=scope.backend_type.value if scope.backend_type is not None else "",
+        )
+
+
+def _client(what: str) -> WorkspaceClient:
     from databricks.sdk import WorkspaceClient
 
     from pytest_llmops.databricks.workspace import workspace_configured
 
     if not workspace_configured(os.environ):
         raise SweepUnavailable(
-            "Databricks clusters: no workspace configured. Set DATABRICKS_HOST and DATABRICKS_TOKEN "
+            f"{what}: no workspace configured. Set DATABRICKS_HOST and DATABRICKS_TOKEN "
             "(or DATABRICKS_CONFIG_PROFILE), then rerun `pytest-llmops sweep`."
         )
     try:
         return WorkspaceClient(product="pytest-llmops")
     except ValueError as error:
         raise SweepUnavailable(
-            f"Databricks clusters: the SDK rejected the configuration ({error}). Fix DATABRICKS_HOST and "
+            f"{what}: the SDK rejected the configuration ({error}). Fix DATABRICKS_HOST and "
             "DATABRICKS_TOKEN (or the profile), then rerun `pytest-llmops sweep`."
         ) from error
