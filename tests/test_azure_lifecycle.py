@@ -4,7 +4,6 @@ recorded provisioning replayed offline without waiting."""
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import sleeps
 from tests import test_azure_support as support
 from tests.test_azure_support import (
     CHAT,
@@ -24,6 +24,9 @@ from tests.test_azure_support import (
 
 arm_double = support.arm_double
 azure_env = support.azure_env
+WAITERS = ("azure.", "openai", "pytest_llmops.")
+"""The modules whose sleeps are waits for the service: Azure's pollers, openai's retries, the
+plugin's readiness checks and limiter."""
 
 SLOW = """
 import pathlib
@@ -128,20 +131,18 @@ def test_recorded_provisioning_replays_offline_without_waiting(
     arm_double.arm.polls = 1  # every operation is in progress once: the client waits Retry-After
     arm_double.arm.retry_after = "1"
     arm_double.openai.fail_next(429, count=2, retry_after=1.0)  # the new deployment is not ready at once
-    pytester.makeconftest(CONFTEST)
+    pytester.makeconftest(CONFTEST + sleeps.CONFTEST)
     pytester.makepyfile(test_lab="def test_deployment(azure_openai_deployment):\n    pass\n" + CHAT)
-    started = time.monotonic()
     recorded = pytester.runpytest("--llmops-record", "--llmops-provision")
-    recording = time.monotonic() - started
     recorded.assert_outcomes(passed=2)
-    assert recording > 6  # 4 operations (the account's creation needs none) and 2 readiness checks waited 1 s each
+    # 4 operations (the account's creation needs none) and 2 readiness checks waited their
+    # Retry-After of 1 s each.
+    assert sum(seconds for seconds, _ in sleeps.slept(pytester.path, *WAITERS)) >= 6
     assert arm_double.arm.leaks() == []
 
     arm_double.stop()
     unset(monkeypatch, azure_env)
-    # Import the SDKs up front, so that the durations measure the provisioning, not imports.
-    pytester.makeconftest("import azure.mgmt.cognitiveservices, openai, vcr\n" + CONFTEST)
-    replayed = pytester.runpytest_subprocess("--durations=0", "--durations-min=0")
+    replayed = pytester.runpytest_subprocess()
     replayed.assert_outcomes(passed=2)
     # The replay provisioned and removed, as the recording did, without a flag or variable,
     # and says that it replays (issue 14.9): nothing is created, nobody waits...
@@ -154,13 +155,5 @@ def test_recorded_provisioning_replays_offline_without_waiting(
         ]
     )
     assert "[llmops] creating" not in replayed.stdout.str() and "waiting for" not in replayed.stdout.str()
-    # ...and without waiting for the recorded Retry-After (7 s): the session fixture's setup
-    # (in the first test's setup) and teardown (in the last test's).
-    durations = dict(
-        ((phase, test), float(seconds))
-        for seconds, phase, test in re.findall(
-            r"^([\d.]+)s (setup|teardown)\s+test_lab.py::(\w+)", replayed.stdout.str(), re.M
-        )
-    )
-    provisioning = durations[("setup", "test_deployment")] + durations.get(("teardown", "test_chat"), 0.0)
-    assert provisioning < 1.0, durations
+    # ...and without waiting for the recorded Retry-After (6 s): no waiter slept at all.
+    assert sleeps.slept(pytester.path, *WAITERS) == []

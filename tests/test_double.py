@@ -392,6 +392,51 @@ def test_content_filter_raises_bad_request(double: LabDouble, client: openai.Azu
     assert body["innererror"]["content_filter_result"]["violence"]["filtered"] is True
 
 
+STRUCTURED = {"type": "json_schema", "json_schema": {"name": "Joke", "schema": {
+    "type": "object", "properties": {"joke": {"type": "string"}}, "required": ["joke"]}}}
+
+
+@pytest.mark.parametrize("api_version", ["2024-05-01-preview", "2024-06-01", "2024-07-01-preview"])
+def test_structured_outputs_before_2024_08_01_preview_are_refused(
+    double: LabDouble, client: openai.AzureOpenAI, api_version: str
+) -> None:
+    """Real Azure answers ``json_schema`` under an older API version with a 400 BadRequest."""
+    older = client.with_options(api_version=api_version)
+
+    with pytest.raises(openai.BadRequestError) as raised:
+        older.chat.completions.create(model="gpt-4o", messages=JOKE, response_format=STRUCTURED)  # type: ignore[arg-type]
+
+    assert raised.value.status_code == 400 and raised.value.code == "BadRequest"
+    assert raised.value.body == {
+        "code": "BadRequest",
+        "message": "response_format value as json_schema is enabled only for api versions 2024-08-01-preview and later",
+    }
+    assert double.requests[-1].path.endswith(f"?api-version={api_version}")
+    plain = older.chat.completions.create(model="gpt-4o", messages=JOKE, response_format={"type": "json_object"})
+    assert plain.choices[0].finish_reason == "stop"  # JSON mode is older: still accepted
+
+
+@pytest.mark.parametrize("api_version", ["2024-08-01-preview", "2024-10-21", "2025-04-01-preview"])
+def test_structured_outputs_from_2024_08_01_preview_are_answered(
+    double: LabDouble, client: openai.AzureOpenAI, api_version: str
+) -> None:
+    newer = client.with_options(api_version=api_version)
+
+    completion = newer.chat.completions.create(model="gpt-4o", messages=JOKE, response_format=STRUCTURED)  # type: ignore[arg-type]
+
+    assert completion.choices[0].finish_reason == "stop"
+    assert double.requests[-1].path.endswith(f"?api-version={api_version}")
+
+
+def test_structured_outputs_on_the_v1_api_are_answered(double: LabDouble) -> None:
+    """The v1 API takes no api-version: it is the current one."""
+    body = {"model": "gpt-4o", "messages": JOKE, "response_format": STRUCTURED}
+    response, data = raw_post(double, "/openai/v1/chat/completions", body, {"api-key": double.openai.api_key})
+
+    assert response.status == 200, data
+    assert json.loads(data)["choices"][0]["finish_reason"] == "stop"
+
+
 def test_tokens_per_minute_limit_gives_429_then_recovers(
     double: LabDouble, client: openai.AzureOpenAI
 ) -> None:

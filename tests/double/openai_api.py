@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import threading
 import time
 import uuid
@@ -252,7 +253,7 @@ class OpenAIDouble:
             filter_shape = fault.shape  # answered, then cut by the filter: charged like any answer
         elif fault is not None:
             return self._fault_response(fault, headers, api_version)
-        invalid = _validate(body)
+        invalid = _validate(body, api_version)
         if invalid is not None:
             return json_response(400, invalid, headers)
 
@@ -307,8 +308,8 @@ def _cut_by_the_filter(completion: Completion) -> Completion:
     return Completion(text, "content_filter", completion.prompt_tokens, count_tokens(text))
 
 
-def _validate(body: dict[str, Any]) -> dict[str, Any] | None:
-    """The 400 body for a malformed request, or None."""
+def _validate(body: dict[str, Any], api_version: str) -> dict[str, Any] | None:
+    """The 400 body for a malformed request (or one its API version cannot take), or None."""
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         return wire.openai_error(
@@ -320,7 +321,20 @@ def _validate(body: dict[str, Any]) -> dict[str, Any] | None:
     if body.get("stream_options") is not None and not body.get("stream"):
         message = "The 'stream_options' parameter is only allowed when 'stream' is enabled."
         return wire.openai_error(message, "invalid_request_error", "stream_options", None)
+    response_format = body.get("response_format")
+    structured = isinstance(response_format, dict) and response_format.get("type") == "json_schema"
+    if structured and not _accepts_structured_outputs(api_version):
+        return wire.structured_outputs_too_early()
     return None
+
+
+def _accepts_structured_outputs(api_version: str) -> bool:
+    """Dated API versions before 2024-08-01(-preview) refuse ``json_schema``; ``v1``,
+    ``latest`` and ``preview`` are the current API."""
+    head = api_version[:10]
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", head):
+        return True
+    return head >= wire.STRUCTURED_OUTPUTS_SINCE[:10]
 
 
 def register(double: LabDouble) -> OpenAIDouble:

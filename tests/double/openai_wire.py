@@ -230,6 +230,19 @@ def openai_error(message: str, type_: str | None, param: str | None, code: str |
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
+STRUCTURED_OUTPUTS_SINCE = "2024-08-01-preview"
+
+
+def structured_outputs_too_early() -> dict[str, Any]:
+    """400 for ``response_format: {"type": "json_schema"}`` under an API version before
+    2024-08-01-preview: Azure's own error shape and code, as clients report it (the SDKs raise
+    it as a BadRequest with exactly this message)."""
+    return azure_error(
+        "BadRequest",
+        f"response_format value as json_schema is enabled only for api versions {STRUCTURED_OUTPUTS_SINCE} and later",
+    )
+
+
 def deployment_not_found() -> dict[str, Any]:
     """404 for a deployment the resource does not have."""
     return azure_error(

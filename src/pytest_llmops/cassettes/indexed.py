@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import threading
 from typing import TYPE_CHECKING, Any
 
 from vcr.cassette import Cassette as VcrCassette
@@ -23,6 +24,9 @@ class IndexedCassette(VcrCassette):  # type: ignore[misc]
         self._index: dict[Any, collections.deque[int]] | None = None
         self._stored_prepared: list[Any] = []
         self.no_sleep: NoSleep | None = None
+        self._lock = threading.RLock()
+        """Threads of one test (MLflow's judges, an app's pool) may replay identical requests
+        at once: each finds and takes its interaction under this lock, none plays one twice."""
 
     # request preparation, cached on the request object (vcrpy asks several times)
     def _prepare(self, request: Any) -> tuple[Any, Any]:
@@ -48,6 +52,10 @@ class IndexedCassette(VcrCassette):  # type: ignore[misc]
         return self._index
 
     def _find(self, request: Any) -> int | None:
+        with self._lock:
+            return self._find_unlocked(request)
+
+    def _find_unlocked(self, request: Any) -> int | None:
         prepared, key = self._prepare(request)
         if prepared is None:
             return None
@@ -82,15 +90,17 @@ class IndexedCassette(VcrCassette):  # type: ignore[misc]
         if self.owner.mode == "live":  # observed, compared with the recording, never stored
             self.owner.observe(request, response)
             return
-        super().append(request, response)
+        with self._lock:
+            super().append(request, response)
 
     def play_response(self, request: Any) -> Any:
-        number = self._find(request)
-        if number is None:
-            prepared, _ = self._prepare(request)
-            raise self.owner.miss(request, prepared)
-        self.play_counts[number] += 1
-        return self.data[number][1]
+        with self._lock:
+            number = self._find_unlocked(request)
+            if number is not None:
+                self.play_counts[number] += 1
+                return self.data[number][1]
+        prepared, _ = self._prepare(request)
+        raise self.owner.miss(request, prepared)
 
     def __contains__(self, request: Any) -> bool:
         return self._find(request) is not None

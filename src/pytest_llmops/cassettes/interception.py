@@ -5,14 +5,25 @@ pytest-recording pays that for every test. Here they are entered once, with a
 dispatcher standing in for the cassette: a test's cassette is pushed on activation and
 popped after. With no cassette active, requests pass through untouched and unrecorded
 (and in replay the sealed network still refuses anything but loopback).
+
+vcrpy's connection stubs (``requests``, ``urllib3``, ``http.client``) put the real HTTP classes
+back while they build, connect or send a real connection (``vcr.patch.force_reset``); done
+for the whole process, a request another thread started in that moment (openai's ``httpx2``,
+``requests``) would bypass the cassette: sent unrecorded, or to the sealed network in replay.
+While these patches are entered, that reset holds for the thread that asked only: the
+dispatcher stands idle for it (its requests pass through, unrecorded, as with the real
+classes), every other thread keeps its cassette. The real connection's own code never
+reaches a patched name (vcrpy itself reads its response outside the reset).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from typing import Any
 
+import vcr.patch
 from vcr.cassette import Cassette as VcrCassette
 from vcr.patch import CassettePatcherBuilder
 from vcr.record_mode import RecordMode
@@ -48,8 +59,39 @@ class _Watcher(_Idle):
         return False
 
 
+_RESETTING = "_llmops_resetting"
+"""The thread-local state of the reset, kept on ``vcr.patch`` so that every copy of this
+module (in-process pytester runs load it again) reads the same one."""
+
+
+def _resetting() -> threading.local:
+    state = getattr(vcr.patch, _RESETTING, None)
+    if state is None:
+        state = threading.local()
+        setattr(vcr.patch, _RESETTING, state)
+    return state
+
+
+def in_reset() -> bool:
+    """Whether this thread is inside vcrpy's ``force_reset`` (see the module docstring)."""
+    return bool(getattr(_resetting(), "depth", 0))
+
+
+@contextmanager
+def _thread_reset() -> Iterator[None]:
+    """vcrpy's ``force_reset`` for the calling thread only."""
+    state = _resetting()
+    depth = getattr(state, "depth", 0)
+    state.depth = depth + 1
+    try:
+        yield
+    finally:
+        state.depth = depth
+
+
 class _Dispatcher:
-    """What vcrpy's patched classes hold as their ``cassette``."""
+    """What vcrpy's patched classes hold as their ``cassette``: the active one, or, for a
+    thread inside vcrpy's reset, the idle stand-in."""
 
     def __init__(self) -> None:
         self.stack: list[Any] = []
@@ -59,7 +101,7 @@ class _Dispatcher:
         self.skip_patchers: tuple[str, ...] = ()
 
     def __getattr__(self, name: str) -> Any:
-        current = self.stack[-1] if self.stack else self.idle
+        current = self.stack[-1] if self.stack and not in_reset() else self.idle
         return getattr(current, name)
 
 
@@ -69,6 +111,7 @@ class Interceptor:
     def __init__(self) -> None:
         self._dispatcher = _Dispatcher()
         self._patches: ExitStack | None = None
+        _resetting()  # made now, before threads ask for it
 
     @property
     def active(self) -> bool:
@@ -80,6 +123,7 @@ class Interceptor:
             stack = ExitStack()
             for patcher in CassettePatcherBuilder(self._dispatcher).build():
                 stack.enter_context(patcher)
+            stack.enter_context(_replaced(vcr.patch, "force_reset", _thread_reset))
             self._patches = stack
 
     def stop(self) -> None:
@@ -108,3 +152,14 @@ class Interceptor:
             yield
         finally:
             self.pop(watcher)
+
+
+@contextmanager
+def _replaced(owner: Any, name: str, value: Callable[[], AbstractContextManager[None]]) -> Iterator[None]:
+    """``owner.name`` is ``value`` while the block runs (the stubs look it up at each call)."""
+    saved = getattr(owner, name)
+    setattr(owner, name, value)
+    try:
+        yield
+    finally:
+        setattr(owner, name, saved)

@@ -11,8 +11,6 @@ reads them back from the store as it goes. While a tracked test runs, evaluate t
   made of them (``data=llmops_traces()``) can be linked, assessed and read back;
 - writes the traces it makes itself straight to the store, as outside tests: they are
   tagged with the evaluation run, so the plugin's capture lets them through;
-- while cassettes intercept, lets its ``predict_fn`` calls and its judges' requests take
-  turns (vcrpy is not safe for requests started in two threads at once);
 - and, when it returns, gives the test's run its aggregates as ``eval.<scorer>.<aggregate>``
   metrics, counts the LLM calls of its ``predict_fn`` and the cost of its judges in the
   test's totals, and names every scorer that failed in the session summary.
@@ -26,7 +24,6 @@ so ``evaluate`` is covered however the test imported it.
 from __future__ import annotations
 
 import contextlib
-import functools
 import sys
 import time
 from collections.abc import Iterator
@@ -34,7 +31,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pytest_llmops.evaluation import cost as cost_mod
-from pytest_llmops.evaluation.judge import CASSETTE_LOCK
 from pytest_llmops.evaluation.state import TestEvaluation, metric_name
 from pytest_llmops.tracking.traces import TAG_RUN
 
@@ -56,8 +52,6 @@ class ActiveTest:
     tracking: TrackingPlugin
     tracked: TrackedTest
     state: TestEvaluation
-    one_at_a_time: bool = False
-    """Cassettes intercept (replay, record): HTTP in evaluate's threads takes turns."""
 
     @property
     def own_runs(self) -> set[str]:
@@ -91,7 +85,6 @@ def install() -> None:
 
 
 def _patch(module: Any) -> None:
-    _serialize_predictions(getattr(module, "harness", None))
     original = getattr(module, "_start_run_or_reuse_active_run", None)
     # Patched once per copy of this module (a test suite that runs pytest in-process may
     # import it again, and the shim must read this copy's active test).
@@ -112,27 +105,6 @@ def _patch(module: Any) -> None:
     start_run_or_nest.__llmops_original__ = original  # type: ignore[attr-defined]
     start_run_or_nest.__llmops_patch__ = _patch  # type: ignore[attr-defined]
     module._start_run_or_reuse_active_run = start_run_or_nest
-
-
-def _serialize_predictions(harness: Any) -> None:
-    """While cassettes intercept, evaluate's ``predict_fn`` calls take turns with its judges'
-    requests (:data:`~pytest_llmops.evaluation.judge.CASSETTE_LOCK`)."""
-    run_predict = getattr(harness, "_run_predict", None)
-    if run_predict is None or getattr(run_predict, "__llmops_patch__", None) is _patch:
-        return
-    run_predict = getattr(run_predict, "__llmops_original__", run_predict)
-
-    @functools.wraps(run_predict)
-    def run_predict_in_turn(*args: Any, **kwargs: Any) -> Any:
-        test = _active
-        if test is None or not test.one_at_a_time:
-            return run_predict(*args, **kwargs)
-        with CASSETTE_LOCK:
-            return run_predict(*args, **kwargs)
-
-    run_predict_in_turn.__llmops_original__ = run_predict  # type: ignore[attr-defined]
-    run_predict_in_turn.__llmops_patch__ = _patch  # type: ignore[attr-defined]
-    harness._run_predict = run_predict_in_turn
 
 
 @contextlib.contextmanager

@@ -45,8 +45,7 @@ class EvaluationPlugin:
 
         evaluate.install()
         plugin = tracking_hooks.get(item.config)
-        one_at_a_time = plugin.settings.mode != "live"
-        evaluate.set_active(evaluate.ActiveTest(item, plugin, tracked, state_mod.of(item), one_at_a_time))
+        evaluate.set_active(evaluate.ActiveTest(item, plugin, tracked, state_mod.of(item)))
         try:
             return (yield)
         finally:

@@ -8,8 +8,8 @@ their requests with ``requests`` (``mlflow.genai.judges.adapters.utils``). For t
 - those variables are set from the deployment (placeholders in replay) and restored after;
 - MLflow's judge requests go through :class:`JudgeRequests`: paced with the plugin's own
   clients (one limiter per deployment, shared by xdist workers; replay never waits), with
-  a deployment reached through Entra ID given a bearer token instead of a key, and, while
-  cassettes intercept (replay, record), one at a time (:data:`CASSETTE_LOCK`);
+  a deployment reached through Entra ID given a bearer token instead of a key (judges run
+  in parallel threads: the cassette records and replays every thread's requests);
 - MLflow's judges look their model up (context window, price) in its model catalog, which
   they download from GitHub unless ``MLFLOW_MODEL_CATALOG_URI`` says otherwise: the session
   uses the catalog bundled with MLflow (the same in every mode, and no request that a
@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -43,14 +42,6 @@ STRUCTURED_OUTPUTS_SINCE = "2024-08-01"
 ENTRA_ID_PLACEHOLDER = "entra-id"
 """MLflow's Azure provider wants a key; with Entra ID the bearer token replaces it."""
 _DEPLOYMENT_RE = re.compile(r"/deployments/([^/]+)/")
-
-CASSETTE_LOCK = threading.RLock()
-"""One judge (or evaluate's predict_fn) HTTP exchange at a time while cassettes intercept.
-vcrpy puts the real HTTP classes back, for every thread, while it opens a connection (and
-while it sends a request it records); a request another thread starts in that moment
-bypasses the cassette: unrecorded, or sent to the sealed network in replay. MLflow's
-evaluate judges in parallel threads."""
-
 
 def model_uri(deployment: AzureOpenAIDeployment) -> str:
     """The judge model URI of a deployment: ``azure:/<deployment name>``."""
@@ -76,24 +67,16 @@ class JudgeRequests:
         host: str,
         pacer: Pacer | None,
         token: Callable[[], str] | None,
-        one_at_a_time: bool = False,
     ) -> None:
         self._requests = requests
         self._host = host
         self._pacer = pacer
         self._token = token
-        self._lock: contextlib.AbstractContextManager[Any] = (
-            CASSETTE_LOCK if one_at_a_time else contextlib.nullcontext()
-        )
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._requests, name)
 
     def post(self, url: str, **kwargs: Any) -> Any:
-        with self._lock:
-            return self._post(url, **kwargs)
-
-    def _post(self, url: str, **kwargs: Any) -> Any:
         parts = urlsplit(url)
         if f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}" != self._host:
             return self._requests.post(url, **kwargs)
@@ -157,10 +140,7 @@ def configured(config: pytest.Config, deployment: AzureOpenAIDeployment, credent
     if the_pacer is not None:
         the_pacer.note_deployment(deployment)
     original = adapter.requests
-    from pytest_llmops import settings as settings_mod
-
-    one_at_a_time = settings_mod.get(config).mode != "live"  # cassettes intercept
-    adapter.requests = JudgeRequests(original, _host(deployment.endpoint), the_pacer, token, one_at_a_time)
+    adapter.requests = JudgeRequests(original, _host(deployment.endpoint), the_pacer, token)
     _decide_structured_outputs(deployment)
     os.environ.update(values)
     try:

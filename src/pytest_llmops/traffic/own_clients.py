@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 
 from pytest_llmops.traffic.faults.hub import hub
-from pytest_llmops.traffic.faults.transports import FaultTransport, RespxFaults
 from pytest_llmops.traffic.paced_transport import PacedTransport
 from pytest_llmops.traffic.pacer import pacer
 
@@ -64,7 +63,7 @@ class OwnClients:
     def paced(self, transport: Any) -> Any:
         """``transport`` behind the limiter (unless it is paced or serves faults already: the
         plugin's clients, and clients given to ``llmops_faults.attach``, pace beneath)."""
-        if isinstance(transport, (PacedTransport, FaultTransport, RespxFaults)):
+        if getattr(transport, "llmops_wrapper", False):  # a Wrapping, of whichever copy of this package
             return transport
         the_pacer = pacer(self.config)
         if the_pacer is None:

@@ -8,6 +8,7 @@ makes the requests the recording made."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import json
@@ -24,6 +25,11 @@ from pytest_llmops.traffic.limiter import Limiter
 from pytest_llmops.traffic.pacer import Pacer, host_key
 from pytest_llmops.traffic.wrapping import Wrapping
 
+PACED = "_llmops_paced"
+"""Set on a request while a :class:`PacedTransport` holds its reservation: a paced transport
+beneath passes it through, so a request meets the limiter once however many wrappers it
+crosses (an attribute, not a class: in-process pytester runs load this module again while
+the clients they patched keep the earlier copy's wrappers)."""
 _DEPLOYMENT_RE = re.compile(r"/deployments/([^/]+)/")
 _AZURE_OPENAI_RE = re.compile(r"/openai/(deployments/[^/]+|v1)/")
 
@@ -51,6 +57,8 @@ class PacedTransport(Wrapping):
         self.azure_only = azure_only
 
     def _plan(self, request: Any) -> _Plan | None:
+        if getattr(request, PACED, False):
+            return None  # a paced transport above holds its reservation
         url = request.url
         if self.azure_only and not _AZURE_OPENAI_RE.search(url.path):
             return None
@@ -72,6 +80,10 @@ class PacedTransport(Wrapping):
         plan = self._plan(request)
         if plan is None:
             return self.inner.handle_request(request)
+        with _reserved(request):
+            return self._paced(plan, request)
+
+    def _paced(self, plan: _Plan, request: Any) -> Any:
         for attempt in itertools.count():
             reservation = plan.limiter.wait(plan.tokens)
             try:
@@ -90,6 +102,10 @@ class PacedTransport(Wrapping):
         plan = self._plan(request)
         if plan is None:
             return await self.inner.handle_async_request(request)
+        with _reserved(request):
+            return await self._paced_async(plan, request)
+
+    async def _paced_async(self, plan: _Plan, request: Any) -> Any:
         for attempt in itertools.count():
             reservation = await plan.limiter.wait_async(plan.tokens)
             try:
@@ -152,6 +168,16 @@ class PacedTransport(Wrapping):
             "Lower llmops_tokens_per_minute / llmops_requests_per_minute, raise llmops_max_429_retries, "
             "or run with fewer xdist workers."
         )
+
+
+@contextlib.contextmanager
+def _reserved(request: Any) -> Iterator[None]:
+    """Mark ``request`` as paced while the block runs (see :data:`PACED`)."""
+    setattr(request, PACED, True)
+    try:
+        yield
+    finally:
+        setattr(request, PACED, False)
 
 
 def _usage(raw: bytes, encoding: str) -> dict[str, Any] | None:

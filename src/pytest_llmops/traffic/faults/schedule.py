@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from pytest_llmops.traffic.faults.bodies import FILTER_SHAPES, RATE_LIMIT_CODES
 from pytest_llmops.traffic.faults.hub import ALIASES, KINDS, Fault, FaultHub, Injected, Seen, Where
-from pytest_llmops.traffic.faults.transports import FaultTransport, RespxFaults, httpx2_wrapper, respx_wrapper
+from pytest_llmops.traffic.faults.transports import httpx2_wrapper, respx_wrapper
 
 ClientT = TypeVar("ClientT")
 
@@ -124,7 +124,7 @@ class Faults:
             )
         self.attached += 1
         transport = http._transport
-        if isinstance(transport, (FaultTransport, RespxFaults)):
+        if getattr(transport, "llmops_wrapper", False):  # of whichever copy of the package (see Wrapping)
             return client  # already attached (the plugin's clients always are)
         mounts = dict(http._mounts)
         self._attached.append((http, transport, mounts))
