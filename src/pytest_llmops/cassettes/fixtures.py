@@ -44,8 +44,14 @@ def llmops_recorder(pytestconfig: pytest.Config, llmops_cassette_dir: Path) -> I
     """The session's cassette configuration (scrubbing and matching), after every
     ``pytest_llmops_configure`` hook ran. Override it to replace the defaults wholesale."""
     from pytest_llmops.cassettes.recorder import Recorder
+    from pytest_llmops.secrets import session as secrets
 
-    recorder = Recorder(settings_mod.get(pytestconfig).mode, llmops_cassette_dir)
+    recorder = Recorder(
+        settings_mod.get(pytestconfig).mode,
+        llmops_cassette_dir,
+        known=secrets.of(pytestconfig),
+        names=secrets.names(pytestconfig),
+    )
     pytestconfig.hook.pytest_llmops_configure.call_historic(
         kwargs={"config": pytestconfig, "recorder": recorder}
     )

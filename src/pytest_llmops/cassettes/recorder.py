@@ -22,10 +22,12 @@ from pytest_llmops.cassettes.clock import NoSleep, no_sleep
 from pytest_llmops.cassettes.interception import Interceptor
 from pytest_llmops.cassettes.matching import DEFAULT_IGNORED_BODY_FIELDS, FIELDS, nearest, request_key
 from pytest_llmops.cassettes.sanitize import Sanitizer
-from pytest_llmops.cassettes.scan import scan_text
 from pytest_llmops.cassettes.staleness import Staleness, answer_of
 from pytest_llmops.cassettes.staleness import compare as compare_answers
 from pytest_llmops.errors import ReplayMiss, SecretLeak
+from pytest_llmops.secrets.known import KnownSecrets
+from pytest_llmops.secrets.rules import Names
+from pytest_llmops.secrets.scan import scan_text
 from pytest_llmops.settings import Mode
 
 Matcher = Callable[[Any, Any], Any]
@@ -42,10 +44,19 @@ class Recorder:
     Given to ``pytest_llmops_configure(config, recorder)`` so that a project can extend it.
     """
 
-    def __init__(self, mode: Mode, cassette_dir: Path, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        mode: Mode,
+        cassette_dir: Path,
+        environ: Mapping[str, str] | None = None,
+        *,
+        known: KnownSecrets | None = None,
+        names: Names | None = None,
+    ) -> None:
         self.mode: Mode = mode
         self.cassette_dir = cassette_dir
-        self.sanitizer = Sanitizer.from_environ(os.environ if environ is None else environ)
+        # known/names: the session's (pytest_llmops.secrets.session), shared with MLflow's scrubbing.
+        self.sanitizer = Sanitizer.from_environ(os.environ if environ is None else environ, known, names)
         self.ignored_body_fields: set[str] = set(DEFAULT_IGNORED_BODY_FIELDS)
         self.matchers: dict[str, Matcher] = {}
         self.interceptor = Interceptor()
@@ -360,8 +371,10 @@ class Cassette:
             if self.path.is_file():
                 self.path.unlink()
             return
-        text = storage.dump(interactions, self.metadata)
-        findings = scan_text(text, self.recorder.sanitizer.secret_values)
+        sanitizer = self.recorder.sanitizer
+        # A value redacted in a later interaction is scrubbed from the earlier ones too.
+        text = storage.dump(sanitizer.rescrub(interactions), self.metadata)
+        findings = scan_text(text, sanitizer.known)
         if findings:
             raise SecretLeak(self.path, findings)
         storage.write_atomic(self.path, text)

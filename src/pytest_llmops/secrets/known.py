@@ -1,0 +1,197 @@
+"""The secret values of a session, and their replacement wherever they appear.
+
+One :class:`KnownSecrets` per pytest session (see :func:`pytest_llmops.secrets.of`): the
+values of the secret environment variables, the values the user adds, and every value the
+cassette scrubbing redacted by its name (a header, a query or form parameter, a JSON
+field): a value redacted in one place is replaced in every other place it appears, in
+cassettes, in the MLflow store and in reports. Subscription and tenant ids and user
+identities are replaced the same way, each by its own placeholder.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from pytest_llmops.secrets import encodings
+
+ZERO_GUID = "00000000-0000-0000-0000-000000000000"
+REDACTED = "<redacted>"
+
+SECRET_ENV_VARS = (
+    "AZURE_OPENAI_API_KEY",
+    "AZURE_CLIENT_SECRET",
+    "AZURE_CLIENT_CERTIFICATE_PASSWORD",
+    "DATABRICKS_TOKEN",
+    "DATABRICKS_CLIENT_SECRET",
+    "DATABRICKS_PASSWORD",
+    "ARM_CLIENT_SECRET",
+    "OPENAI_API_KEY",
+)
+"""Environment variables whose values are scrubbed wherever they appear."""
+
+ID_ENV_VARS = ("AZURE_SUBSCRIPTION_ID", "AZURE_TENANT_ID", "ARM_SUBSCRIPTION_ID", "ARM_TENANT_ID")
+"""Identifiers replaced by the zero GUID."""
+
+MIN_SECRET = 6
+"""Shorter values are not scrubbed as text (they would match unrelated text)."""
+MIN_LEARNED = 8
+"""Shortest value redacted by name that is then replaced everywhere else too."""
+
+Kind = Literal["secret", "id", "identity"]
+
+
+@dataclass(frozen=True)
+class _Entry:
+    value: str
+    kind: Kind
+    replacement: str
+    exact: tuple[str, ...]
+    cores: tuple[tuple[str, str], ...]  # (base64 core of the value, core of its placeholder)
+    probe: str
+
+
+@dataclass(frozen=True)
+class Hit:
+    """Where a known value was found in a text (never the value)."""
+
+    start: int
+    kind: Kind
+
+
+class KnownSecrets:
+    """Values to replace wherever they appear, in any of their encodings.
+
+    Thread-safe: values may be added from any thread while others scrub.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: tuple[_Entry, ...] = ()
+        self._values: dict[str, _Entry] = {}
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> KnownSecrets:
+        """The secret variables and the ids of an environment."""
+        known = cls()
+        for name in SECRET_ENV_VARS:
+            known.add(environ.get(name), name)
+        for name in ID_ENV_VARS:
+            known.add_id(environ.get(name))
+        return known
+
+    # -- adding values ---------------------------------------------------------------
+    def add(self, value: str | None, name: str = "secret") -> None:
+        """Replace ``value`` by ``<name>`` wherever it appears (raw, URL-encoded, JSON-escaped,
+        inside base64 text)."""
+        if value and len(value.strip()) >= MIN_SECRET:
+            self._add(value.strip(), "secret", f"<{name}>")
+
+    def learn(self, value: object) -> None:
+        """A value redacted by its name somewhere: replace it everywhere else too."""
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        if isinstance(value, str):
+            value = value.strip()
+            if len(value) >= MIN_LEARNED and value != REDACTED and not value.startswith("<"):
+                self._add(value, "secret", REDACTED)
+
+    def add_id(self, value: str | None) -> None:
+        """A subscription or tenant id: replaced by the zero GUID (also inside base64 tokens)."""
+        if value and len(value.strip()) >= 8 and value.strip() != ZERO_GUID:
+            self._add(value.strip(), "id", ZERO_GUID)
+
+    def add_identity(self, value: str, placeholder: str) -> None:
+        """A user's e-mail or object id: replaced by its stable placeholder everywhere."""
+        if len(value) >= MIN_SECRET and value != placeholder:
+            self._add(value, "identity", placeholder)
+
+    def _add(self, value: str, kind: Kind, replacement: str) -> None:
+        if value in self._values:
+            return
+        raw = value.encode("utf-8")
+        filler = encodings.placeholder_bytes(replacement, len(raw))
+        cores = tuple(
+            (core.decode("ascii"), encodings.replacement_core(filler, offset, urlsafe).decode("ascii"))
+            for core, offset, urlsafe in encodings.base64_cores(raw)
+        )
+        exact = tuple(form for form in encodings.exact_forms(value) if len(form) >= MIN_SECRET)
+        entry = _Entry(value, kind, replacement, exact, cores, encodings.probe(value))
+        with self._lock:
+            if value not in self._values:
+                self._values[value] = entry
+                self._entries = tuple(sorted((*self._entries, entry), key=lambda e: -len(e.value)))
+
+    # -- reading ---------------------------------------------------------------------
+    def values(self, kind: Kind | None = None) -> list[str]:
+        """The exact values known (of one kind)."""
+        return [e.value for e in self._entries if kind is None or e.kind == kind]
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._values
+
+    def merge(self, other: KnownSecrets) -> None:
+        """Add every value ``other`` knows (with its replacement)."""
+        for entry in other._entries:
+            self._add(entry.value, entry.kind, entry.replacement)
+
+    # -- scrubbing -------------------------------------------------------------------
+    def scrub(self, text: str) -> str:
+        """``text`` with every known value, in any of its forms, replaced."""
+        entries = self._entries
+        if not entries or not text:
+            return text
+        for entry in entries:
+            for form in entry.exact:
+                if form in text:
+                    text = text.replace(form, entry.replacement)
+            for core, replacement in entry.cores:
+                if core in text:
+                    text = text.replace(core, replacement)
+        if "%" in text or "\\" in text:
+            for entry in entries:
+                if not entry.probe or entry.probe in text:
+                    text = encodings.escaped_pattern(entry.value).sub(entry.replacement, text)
+        if "\n" in text or "\\n" in text or "\r" in text:
+            for entry in entries:
+                for core, replacement in entry.cores:
+                    if _may_be_wrapped(core, text):
+                        text = encodings.wrapped_pattern(core).sub(replacement, text)
+        return text
+
+    def scrub_bytes(self, data: bytes) -> bytes:
+        """A binary body with every known value replaced by a placeholder of the same length
+        (its raw UTF-8 bytes and their URL-encoded, JSON-escaped and base64 forms)."""
+        for entry in self._entries:
+            for form in (*entry.exact, *(core for core, _ in entry.cores)):
+                encoded = form.encode("utf-8")
+                if encoded in data:
+                    data = data.replace(encoded, encodings.placeholder_bytes(entry.replacement, len(encoded)))
+        return data
+
+    def find(self, text: str) -> Iterator[Hit]:
+        """Where known values appear in ``text``, in any form (for the scanner)."""
+        for entry in self._entries:
+            for form in (*entry.exact, *(core for core, _ in entry.cores)):
+                start = text.find(form)
+                while start != -1:
+                    yield Hit(start, entry.kind)
+                    start = text.find(form, start + 1)
+            if ("%" in text or "\\" in text) and (not entry.probe or entry.probe in text):
+                for match in encodings.escaped_pattern(entry.value).finditer(text):
+                    yield Hit(match.start(), entry.kind)
+            for core, _ in entry.cores:
+                if _may_be_wrapped(core, text):
+                    for match in encodings.wrapped_pattern(core).finditer(text):
+                        yield Hit(match.start(), entry.kind)
+
+
+def _may_be_wrapped(core: str, text: str) -> bool:
+    """Cheap test before the wrapped-base64 pattern: a line break falls in at most one of
+    the core's 4-character chunks, so another chunk is there literally."""
+    return any(core[i : i + 4] in text for i in range(0, len(core) - 3, 4))
