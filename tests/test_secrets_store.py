@@ -15,6 +15,7 @@ from urllib.parse import quote
 import pytest
 
 from tests.conftest import SECRET_API_KEY
+from tests.disk import written_files
 
 CLIENT_SECRET = "Cl1ent~secret.value+42"
 CODE = "auth-code-0a9b8c7d6e5f"
@@ -49,17 +50,8 @@ def _forms(value: str) -> list[bytes]:
     return [form.encode() for form in forms]
 
 
-def _written(root: Path) -> bytes:
-    """Every file the sessions wrote (not the test modules pytester wrote for them)."""
-    return b"\n".join(
-        p.read_bytes()
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and p.suffix not in (".py", ".pyc")
-    )
-
-
 def _assert_nothing_leaked(root: Path) -> None:
-    written = _written(root)
+    written = b"\n".join(written_files(root).values())
     for value in (SECRET_API_KEY, CLIENT_SECRET, CODE, BEARER, PASSWORD, TOKEN_VALUE):
         for form in _forms(value):
             assert form not in written, f"a secret reached disk under {root}: {value[:5]}..."

@@ -231,7 +231,7 @@ class Sanitizer:
         except UnicodeDecodeError:
             return self.known.scrub_bytes(body)
         scrubbed = self.scrub_text(text)
-        if text.lstrip()[:1] in _JSON_START and "event-stream" not in content_type:
+        if scrubbed != text and text.lstrip()[:1] in _JSON_START and "event-stream" not in content_type:
             # Text replacement keeps the body's formatting; check it kept the JSON, else
             # clean the parsed document.
             cleaned = bodies.scrub_json_text(text, (), self.known, self.scrub_text)

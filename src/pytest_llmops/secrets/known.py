@@ -10,12 +10,15 @@ identities are replaced the same way, each by its own placeholder.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
+from urllib.parse import unquote
 
 from pytest_llmops.secrets import encodings
+from pytest_llmops.secrets.index import FormIndex
 
 ZERO_GUID = "00000000-0000-0000-0000-000000000000"
 REDACTED = "<redacted>"
@@ -71,6 +74,9 @@ class KnownSecrets:
         self._lock = threading.Lock()
         self._entries: tuple[_Entry, ...] = ()
         self._values: dict[str, _Entry] = {}
+        self._text = FormIndex()  # exact forms and base64 cores -> replacement
+        self._bytes = FormIndex()  # the same as UTF-8 bytes (read as latin-1) -> same-length filler
+        self._entry_of_form: dict[str, _Entry] = {}  # exact form -> its value's entry
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> KnownSecrets:
@@ -120,9 +126,19 @@ class KnownSecrets:
         exact = tuple(form for form in encodings.exact_forms(value) if len(form) >= MIN_SECRET)
         entry = _Entry(value, kind, replacement, exact, cores, encodings.probe(value))
         with self._lock:
-            if value not in self._values:
-                self._values[value] = entry
-                self._entries = tuple(sorted((*self._entries, entry), key=lambda e: -len(e.value)))
+            if value in self._values:
+                return
+            for form in exact:
+                self._text.add(form, replacement, kind)
+                self._entry_of_form.setdefault(form, entry)
+            for core, core_replacement in cores:
+                self._text.add(core, core_replacement, kind)
+            for form in (*exact, *(core for core, _ in cores)):
+                encoded = form.encode("utf-8")
+                filler_form = encodings.placeholder_bytes(replacement, len(encoded))
+                self._bytes.add(encoded.decode("latin-1"), filler_form.decode("latin-1"), kind)
+            self._values[value] = entry
+            self._entries = tuple(sorted((*self._entries, entry), key=lambda e: -len(e.value)))
 
     # -- reading ---------------------------------------------------------------------
     def values(self, kind: Kind | None = None) -> list[str]:
@@ -146,52 +162,67 @@ class KnownSecrets:
         entries = self._entries
         if not entries or not text:
             return text
-        for entry in entries:
-            for form in entry.exact:
-                if form in text:
-                    text = text.replace(form, entry.replacement)
-            for core, replacement in entry.cores:
-                if core in text:
-                    text = text.replace(core, replacement)
-        if "%" in text or "\\" in text:
-            for entry in entries:
-                if not entry.probe or entry.probe in text:
-                    text = encodings.escaped_pattern(entry.value).sub(entry.replacement, text)
-        if "\n" in text or "\\n" in text or "\r" in text:
-            for entry in entries:
-                for core, replacement in entry.cores:
-                    if _may_be_wrapped(core, text):
-                        text = encodings.wrapped_pattern(core).sub(replacement, text)
+        text = self._text.sub(text)
+        for entry in self._escaped(text):
+            text = encodings.escaped_pattern(entry.value).sub(entry.replacement, text)
+        for _entry, core, replacement in self._wrapped(text):
+            text = encodings.wrapped_pattern(core).sub(replacement, text)
         return text
 
     def scrub_bytes(self, data: bytes) -> bytes:
         """A binary body with every known value replaced by a placeholder of the same length
         (its raw UTF-8 bytes and their URL-encoded, JSON-escaped and base64 forms)."""
-        for entry in self._entries:
-            for form in (*entry.exact, *(core for core, _ in entry.cores)):
-                encoded = form.encode("utf-8")
-                if encoded in data:
-                    data = data.replace(encoded, encodings.placeholder_bytes(entry.replacement, len(encoded)))
-        return data
+        if not self._entries or not data:
+            return data
+        return self._bytes.sub(data.decode("latin-1")).encode("latin-1")
 
     def find(self, text: str) -> Iterator[Hit]:
         """Where known values appear in ``text``, in any form (for the scanner)."""
-        for entry in self._entries:
-            for form in (*entry.exact, *(core for core, _ in entry.cores)):
-                start = text.find(form)
-                while start != -1:
-                    yield Hit(start, entry.kind)
-                    start = text.find(form, start + 1)
-            if ("%" in text or "\\" in text) and (not entry.probe or entry.probe in text):
-                for match in encodings.escaped_pattern(entry.value).finditer(text):
-                    yield Hit(match.start(), entry.kind)
-            for core, _ in entry.cores:
-                if _may_be_wrapped(core, text):
-                    for match in encodings.wrapped_pattern(core).finditer(text):
-                        yield Hit(match.start(), entry.kind)
+        entries = self._entries
+        if not entries or not text:
+            return
+        values = self._text.values
+        for start, form in self._text.matches(text):
+            yield Hit(start, cast(Kind, values[form][1]))
+        for entry in self._escaped(text):
+            for match in encodings.escaped_pattern(entry.value).finditer(text):
+                yield Hit(match.start(), entry.kind)
+        for entry, core, _ in self._wrapped(text):
+            for match in encodings.wrapped_pattern(core).finditer(text):
+                yield Hit(match.start(), entry.kind)
+
+    def _escaped(self, text: str) -> list[_Entry]:
+        """The entries that may be in ``text`` with escapes (JSON ``\\u``, percent-encoding,
+        in any mix): found by their raw forms in the text with its escapes undone."""
+        if not _ESCAPE.search(text):
+            return []
+        unescaped = _JSON_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)
+        unescaped = unquote(_PLAIN_ESCAPE.sub(r"\1", unescaped))
+        entries = {self._entry_of_form[form].value: self._entry_of_form[form]
+                   for _, form in self._text.matches(unescaped) if form in self._entry_of_form}
+        return sorted(entries.values(), key=lambda entry: -len(entry.value))
+
+    def _wrapped(self, text: str) -> list[tuple[_Entry, str, str]]:
+        """The base64 cores that may be in ``text`` broken over lines: looked for only in the
+        wrapped blocks of the text, with their line breaks taken out."""
+        if "\n" not in text and "\r" not in text and "\\n" not in text:
+            return []  # wrapping breaks lines
+        blocks = [_LINE_BREAK.sub("", block.group()) for block in _WRAPPED_BLOCK.finditer(text)]
+        if not blocks:
+            return []
+        joined = "\n".join(blocks)
+        found = {form for _, form in self._text.matches(joined)}
+        return [
+            (entry, core, replacement)
+            for entry in self._entries
+            for core, replacement in entry.cores
+            if core in found
+        ]
 
 
-def _may_be_wrapped(core: str, text: str) -> bool:
-    """Cheap test before the wrapped-base64 pattern: a line break falls in at most one of
-    the core's 4-character chunks, so another chunk is there literally."""
-    return any(core[i : i + 4] in text for i in range(0, len(core) - 3, 4))
+_ESCAPE = re.compile(r"\\+u[0-9a-fA-F]{4}|%[0-9a-fA-F]{2}|\\+[/\"\\\\]")
+_JSON_ESCAPE = re.compile(r"\\+u([0-9a-fA-F]{4})")
+_PLAIN_ESCAPE = re.compile(r"\\+([/\"\\\\])")
+_WRAPPED_BLOCK = re.compile(r"[A-Za-z0-9+/=_-]{8,}(?:(?:\s|\\[nr])+[A-Za-z0-9+/=_-]+)+")
+"""Base64-looking text broken by line breaks (whitespace or ``\\n`` escapes)."""
+_LINE_BREAK = re.compile(r"(?:\s|\\[nr])+")

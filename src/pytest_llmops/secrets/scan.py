@@ -68,7 +68,7 @@ KNOWN_RULES: dict[Kind, str] = {
     "identity": "identity (a user's e-mail or object id)",
 }
 SUBSCRIPTION_IN_TOKEN = "subscription-id in a base64 token"
-_BASE64_RUN = re.compile(r"[A-Za-z0-9+/_-]{40,}={0,2}")
+_BASE64_RUN = re.compile(r"[A-Za-z0-9+/_-]{24,}={0,2}")
 _SUBSCRIPTION_PATH = re.compile(rf"(?i)/subscriptions/{_PLACEHOLDER_GUID}{_GUID}")
 
 
@@ -101,13 +101,24 @@ def _shapes(text: str, known: KnownSecrets) -> Iterator[tuple[int, str]]:
     for hit in known.find(text):
         yield hit.start, KNOWN_RULES[hit.kind]
     for match in _BASE64_RUN.finditer(text):
-        token = match.group().replace("-", "+").replace("_", "/").rstrip("=")
+        if any(_SUBSCRIPTION_PATH.search(decoded) for decoded in _decodings(match.group())):
+            yield match.start(), SUBSCRIPTION_IN_TOKEN
+
+
+def _decodings(run: str) -> Iterator[str]:
+    """A base64-looking run decoded, as a whole and from after each ``/`` (a token at the end
+    of a URL path)."""
+    slashes = [i + 1 for i, char in enumerate(run) if char == "/"]
+    # A few starts are enough (a path's first segments, its last ones): a long blob with many
+    # slashes is not decoded from each of them.
+    for start in dict.fromkeys([0, *slashes[:4], *slashes[-4:]]):
+        token = run[start:].replace("-", "+").replace("_", "/").rstrip("=")
+        if len(token) < 24:
+            break
         try:
-            decoded = base64.b64decode(token + "=" * (-len(token) % 4)).decode("latin-1")
+            yield base64.b64decode(token + "=" * (-len(token) % 4)).decode("latin-1")
         except (binascii.Error, ValueError):
             continue
-        if _SUBSCRIPTION_PATH.search(decoded):
-            yield match.start(), SUBSCRIPTION_IN_TOKEN
 
 
 def scan_text(text: str, known_secrets: KnownSecrets | Iterable[str] = ()) -> list[tuple[int, str]]:
