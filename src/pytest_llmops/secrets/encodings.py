@@ -79,7 +79,10 @@ def _hex(text: str) -> str:
 
 
 def _char(c: str) -> str:
-    """Every way one character may be written: raw, JSON escape, percent-encoding."""
+    """Every way one character may be written: raw, JSON escape, percent-encoding (ASCII
+    letters and digits are written as themselves by every encoder)."""
+    if c.isascii() and c.isalnum():
+        return c
     options = [re.escape(c)]
     units = c.encode("utf-16-be")
     escape = "".join(r"\\+u" + _hex(units[i : i + 2].hex()) for i in range(0, len(units), 2))

@@ -10,6 +10,7 @@ identities are replaced the same way, each by its own placeholder.
 
 from __future__ import annotations
 
+import bisect
 import re
 import threading
 from collections.abc import Iterator, Mapping
@@ -138,7 +139,9 @@ class KnownSecrets:
                 filler_form = encodings.placeholder_bytes(replacement, len(encoded))
                 self._bytes.add(encoded.decode("latin-1"), filler_form.decode("latin-1"), kind)
             self._values[value] = entry
-            self._entries = tuple(sorted((*self._entries, entry), key=lambda e: -len(e.value)))
+            # Longest first (a value inside another is replaced after it): insert in order.
+            at = bisect.bisect_left(self._entries, -len(value), key=lambda e: -len(e.value))
+            self._entries = (*self._entries[:at], entry, *self._entries[at:])
 
     # -- reading ---------------------------------------------------------------------
     def values(self, kind: Kind | None = None) -> list[str]:
