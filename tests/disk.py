@@ -8,10 +8,14 @@ files are read by a child process.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import struct
 import subprocess
 import sys
 from pathlib import Path
+
+import yaml
 
 _READER = """
 import struct, sys
@@ -39,3 +43,27 @@ def written_files(root: Path) -> dict[str, bytes]:
         files[name] = data[offset : offset + content_length]
         offset += content_length
     return files
+
+
+def cassette_strings(path: Path) -> tuple[str, list[str]]:
+    """A cassette file's text, and every string in it as its reader decodes it: YAML
+    escapes and folding undone, binary bodies decoded, JSON bodies decoded too."""
+    from vcr.serializers.yamlserializer import _CassetteLoader
+
+    text = path.read_text()
+    found: list[str] = []
+    stack: list[object] = [yaml.load(text, Loader=_CassetteLoader)]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend([*item.keys(), *item.values()])
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, bytes):
+            stack.append(item.decode("utf-8", "replace"))
+        elif isinstance(item, str):
+            found.append(item)
+            if item.lstrip()[:1] in ("{", "["):
+                with contextlib.suppress(ValueError):
+                    stack.append(json.loads(item))
+    return text, found

@@ -4,32 +4,13 @@ against the double with pytester, then the cassette's bytes and decoded strings 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-import yaml
+
+from tests.disk import cassette_strings
 
 VALUE = "Promise-secret.Value_0123456789"
-
-
-def _strings(path: Path) -> tuple[str, list[str]]:
-    from vcr.serializers.yamlserializer import _CassetteLoader
-
-    text = path.read_text()
-    found: list[str] = []
-    stack: list[object] = [yaml.load(text, Loader=_CassetteLoader)]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            stack.extend([*item.keys(), *item.values()])
-        elif isinstance(item, list):
-            stack.extend(item)
-        elif isinstance(item, bytes):
-            found.append(item.decode("utf-8", "replace"))
-        elif isinstance(item, str):
-            found.append(item)
-    return text, found
 
 
 def _echo(request):
@@ -69,7 +50,7 @@ def test_it(llmops_cassette):
     {call}.raise_for_status()
 """)
     pytester.runpytest("--llmops-record").assert_outcomes(passed=1)
-    text, strings = _strings(pytester.path / "cassettes" / "test_promise" / "test_it.yaml")
+    text, strings = cassette_strings(pytester.path / "cassettes" / "test_promise" / "test_it.yaml")
     assert "/echo/p" in text  # the request was recorded
     for form in (VALUE, quote(VALUE, safe=""), json.dumps(VALUE)):
         assert form not in text

@@ -7,7 +7,6 @@ its decoded strings."""
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 from pathlib import Path
 from urllib.parse import quote, quote_plus
@@ -16,6 +15,7 @@ import pytest
 import yaml
 
 from tests.conftest import SECRET_API_KEY
+from tests.disk import cassette_strings
 
 KEY_84 = "Xq7" * 17 + "a" + "JQQJ99" + "BA" + "ACOGb4Zkkkkkkkkk" + "C" + "d1ef23k"
 """An Azure key in its current 84-character form (the key-format signature inside)."""
@@ -24,34 +24,9 @@ ESCAPED_SECRET = "S\u00ebcret+\u00fc~value-123"
 """Non-ASCII, ``+`` and ``~``: what JSON encoders escape (``\\u00fc``, ``\\u002B``, ``\\u007e``)."""
 
 
-def _strings(node) -> list[str]:
-    """Every string of a loaded cassette, bytes decoded, JSON bodies decoded too."""
-    found: list[str] = []
-    stack = [node]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-        elif isinstance(item, bytes):
-            stack.append(item.decode("utf-8", "replace"))
-        elif isinstance(item, str):
-            found.append(item)
-            if item.lstrip()[:1] in ("{", "["):
-                with contextlib.suppress(ValueError):
-                    stack.append(json.loads(item))
-    return found
-
-
 def _cassette(root: Path, name: str) -> tuple[str, list[str]]:
     """A written cassette's text, and every string in it as its reader decodes it."""
-    from vcr.serializers.yamlserializer import _CassetteLoader
-
-    path = root / "cassettes" / "test_echo" / f"{name}.yaml"
-    text = path.read_text()
-    return text, _strings(yaml.load(text, Loader=_CassetteLoader))
+    return cassette_strings(root / "cassettes" / "test_echo" / f"{name}.yaml")
 
 
 def _assert_absent(value: str, text: str, strings: list[str]) -> None:

@@ -21,9 +21,8 @@ from urllib.parse import quote, quote_plus
 
 import numpy as np
 import pytest
-import yaml
 
-from tests.disk import written_files
+from tests.disk import cassette_strings, written_files
 
 SEED = 20261203
 HEADERS = ("api-key", "authorization")
@@ -192,25 +191,6 @@ def pytest_llmops_configure(config, recorder):
 """
 
 
-def _decoded_cassette_strings(root: Path) -> list[str]:
-    from vcr.serializers.yamlserializer import _CassetteLoader
-
-    found: list[str] = []
-    for path in (root / "cassettes").rglob("*.yaml"):
-        stack: list[object] = [yaml.load(path.read_text(), Loader=_CassetteLoader)]
-        while stack:
-            item = stack.pop()
-            if isinstance(item, dict):
-                stack.extend([*item.keys(), *item.values()])
-            elif isinstance(item, list):
-                stack.extend(item)
-            elif isinstance(item, bytes):
-                found.append(item.decode("utf-8", "replace"))
-            elif isinstance(item, str):
-                found.append(item)
-    return found
-
-
 def _found(texts: list[bytes], forms: dict[str, str]) -> set[str]:
     """The secrets (values of ``forms``) any of whose forms occur in ``texts``. Every form is
     at least 8 bytes long: each text's 8-byte windows are compared with the forms' first 8
@@ -237,7 +217,8 @@ def _assert_none_on_disk(root: Path, secrets: list[str], decoded: bool = True) -
     assert any(name.startswith(".llmops") for name in files) and any(name.startswith("cassettes") for name in files)
     texts = list(files.values())
     if decoded:  # the cassettes' strings as their reader decodes them (binary bodies included)
-        texts += [text.encode() for text in _decoded_cassette_strings(root)]
+        for path in sorted((root / "cassettes").rglob("*.yaml")):
+            texts += [text.encode() for text in cassette_strings(path)[1]]
     forms = {form: secret for secret in secrets for form in _forms(secret)}
     leaked = sorted(_found(texts, forms))
     assert not leaked, f"{len(leaked)} secret(s) reached disk, e.g. {[s[:6] + '...' for s in leaked[:5]]}"
