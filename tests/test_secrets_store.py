@@ -120,3 +120,17 @@ def test_no_secret_reaches_the_store_the_report_or_drift_artifacts(
     assert {run.data.params["password"] for run in runs} == {"<redacted>"}
     assert {run.data.params["note"] for run in runs} == {"key <AZURE_OPENAI_API_KEY>"}
     assert {run.data.tags["origin"] for run in runs} == {"secret <AZURE_CLIENT_SECRET>"}
+
+
+def test_xdist_workers_scrub_what_they_write(pytester: pytest.Pytester, lab_double, secrets_in_env):
+    """Under xdist each worker writes its own traces, with the secrets it learned."""
+    four = TRACKED.replace("def test_chat(", "@pytest.mark.parametrize('n', [1, 2, 3, 4])\ndef test_chat(n, ")
+    pytester.makepyfile(test_tracked=four)
+    result = pytester.runpytest("--llmops-record", "-n", "2", "--llmops-report=xdist.json")
+    result.assert_outcomes(passed=4)
+    _assert_nothing_leaked(pytester.path)
+    traces = _traces(pytester.path)
+    assert len(traces) == 4
+    assert all("<redacted>" in json.dumps([s.to_dict() for s in t.data.spans]) for t in traces)
+    rows = json.loads((pytester.path / "xdist.json").read_text())["tests"]
+    assert {row["worker"] for row in rows} == {"gw0", "gw1"}
