@@ -78,6 +78,7 @@ class KnownSecrets:
         self._text = FormIndex()  # exact forms and base64 cores -> replacement
         self._bytes = FormIndex()  # the same as UTF-8 bytes (read as latin-1) -> same-length filler
         self._entry_of_form: dict[str, _Entry] = {}  # exact form -> its value's entry
+        self._special = False  # a value holds "/", '"' or a backslash (JSON may escape them)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> KnownSecrets:
@@ -139,6 +140,7 @@ class KnownSecrets:
                 filler_form = encodings.placeholder_bytes(replacement, len(encoded))
                 self._bytes.add(encoded.decode("latin-1"), filler_form.decode("latin-1"), kind)
             self._values[value] = entry
+            self._special = self._special or any(c in value for c in '/"\\')
             # Longest first (a value inside another is replaced after it): insert in order.
             at = bisect.bisect_left(self._entries, -len(value), key=lambda e: -len(e.value))
             self._entries = (*self._entries[:at], entry, *self._entries[at:])
@@ -197,10 +199,13 @@ class KnownSecrets:
     def _escaped(self, text: str) -> list[_Entry]:
         """The entries that may be in ``text`` with escapes (JSON ``\\u``, percent-encoding,
         in any mix): found by their raw forms in the text with its escapes undone."""
-        if not _ESCAPE.search(text):
+        plain = self._special and _PLAIN_ESCAPE.search(text) is not None
+        if not plain and not _ESCAPE.search(text):
             return []
         unescaped = _JSON_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)
-        unescaped = unquote(_PLAIN_ESCAPE.sub(r"\1", unescaped))
+        if plain:  # a value with "/", '"' or "\\" may be written with "\\/" ...
+            unescaped = _PLAIN_ESCAPE.sub(lambda m: m.group(1), unescaped)
+        unescaped = unquote(unescaped)
         entries = {self._entry_of_form[form].value: self._entry_of_form[form]
                    for _, form in self._text.matches(unescaped) if form in self._entry_of_form}
         return sorted(entries.values(), key=lambda entry: -len(entry.value))
@@ -223,7 +228,7 @@ class KnownSecrets:
         ]
 
 
-_ESCAPE = re.compile(r"\\+u[0-9a-fA-F]{4}|%[0-9a-fA-F]{2}|\\+[/\"\\\\]")
+_ESCAPE = re.compile(r"\\+u[0-9a-fA-F]{4}|%[0-9a-fA-F]{2}")
 _JSON_ESCAPE = re.compile(r"\\+u([0-9a-fA-F]{4})")
 _PLAIN_ESCAPE = re.compile(r"\\+([/\"\\\\])")
 _WRAPPED_BLOCK = re.compile(r"[A-Za-z0-9+/=_-]{8,}(?:(?:\s|\\[nr])+[A-Za-z0-9+/=_-]+)+")

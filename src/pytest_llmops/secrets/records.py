@@ -11,10 +11,12 @@ every known value is replaced in every string.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
-from pytest_llmops.secrets import bodies
+from pytest_llmops.secrets import bodies, identities
 from pytest_llmops.secrets.known import KnownSecrets
 from pytest_llmops.secrets.rules import Names
 
@@ -28,6 +30,8 @@ class RecordScrubber:
     def __init__(self, known: KnownSecrets, names: Names | None = None) -> None:
         self.known = known
         self.names = names if names is not None else Names()
+        self._names: frozenset[str] = frozenset()
+        self._names_pattern = re.compile(r"(?!)")
 
     def _rules(self) -> tuple[frozenset[str], dict[str, Collection[str]]]:
         """Field names redacted anywhere, and the names of the call's headers and query
@@ -70,5 +74,19 @@ class RecordScrubber:
         """A finished trace, scrubbed (the same object when there was nothing to scrub)."""
         from mlflow.entities import Trace
 
-        data, changed = self._tree(trace.to_dict())
+        data = trace.to_dict()
+        if not self._may_hold_secrets(json.dumps(data)):
+            return trace  # most traces: one look at their text instead of two walks
+        data, changed = self._tree(data)
         return Trace.from_dict(data) if changed else trace
+
+    def _may_hold_secrets(self, text: str) -> bool:
+        """Whether ``text`` (a trace as JSON) holds a known value or a field the rules redact."""
+        keys, scopes = self._rules()
+        # Names redacted anywhere, and the fields whose children follow other rules.
+        names = frozenset(keys).union(scopes, identities.IDENTITY_FIELDS, identities.IDENTITY_LISTS)
+        if self._names != names:
+            quoted = "|".join(re.escape(name.lower()) for name in sorted(names, key=len, reverse=True))
+            self._names_pattern = re.compile(rf'"(?:{quoted})\\*"\s*:')
+            self._names = names
+        return bool(self._names_pattern.search(text.lower())) or self.known.scrub(text) != text
