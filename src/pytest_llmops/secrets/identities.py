@@ -50,6 +50,8 @@ def is_placeholder(value: str) -> bool:
     lowered = value.lower()
     if "@" in lowered:
         return PLACEHOLDER_DOMAIN.fullmatch(lowered.rsplit("@", 1)[1]) is not None
+    if len(set(lowered.split("-", 1)[0])) == 1:
+        return True  # example ids, as in Azure's own examples: 22222222-2222-..., 33333333
     return lowered.startswith((PLACEHOLDER_GUID_PREFIX, "user-", "<"))
 
 
