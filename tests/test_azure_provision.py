@@ -8,7 +8,7 @@ import datetime as dt
 import pytest
 import yaml
 
-from pytest_llmops.cassettes.scan import scan_paths
+from pytest_llmops.secrets.scan import scan_paths
 from tests import test_azure_support as support
 from tests.conftest import SECRET_API_KEY, all_bytes
 from tests.test_azure_support import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_llmops.cassettes.scan import scan_paths
+from pytest_llmops.secrets.scan import scan_paths
 from tests import test_azure_support as support
 from tests.test_azure_support import (
     CONFTEST,

@@ -80,7 +80,7 @@ def test_entra_id_when_no_api_key(pytester: pytest.Pytester, lab_double, double_
 SEALED = """
 import socket
 import pytest
-from pytest_llmops.cassettes import network
+from pytest_llmops.seal import sockets as network
 
 calls = []
 
@@ -120,7 +120,7 @@ def test_replay_is_sealed(pytester: pytest.Pytester):
 
 def test_live_is_not_sealed(pytester: pytest.Pytester):
     pytester.makepyfile(
-        "from pytest_llmops.cassettes import network\n\n"
+        "from pytest_llmops.seal import sockets as network\n\n"
         "def test_open():\n    assert not network.is_sealed()\n"
     )
     # A subprocess: this suite itself runs in replay, sealed.

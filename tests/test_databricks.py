@@ -9,7 +9,7 @@ import sqlite3
 import pytest
 
 from pytest_llmops.cassettes.sanitize import DATABRICKS_HOST
-from pytest_llmops.cassettes.scan import scan_paths
+from pytest_llmops.secrets.scan import scan_paths
 from tests import test_databricks_support as support
 from tests.conftest import SECRET_DATABRICKS_TOKEN, all_bytes
 from tests.test_databricks_support import SEEN, calls, go_offline, make_cluster, session_cassette

@@ -16,8 +16,8 @@ import re
 import pytest
 
 from pytest_llmops import cli
-from pytest_llmops.cassettes.scan import scan_paths
 from pytest_llmops.resources import remove_after
+from pytest_llmops.secrets.scan import scan_paths
 from tests import test_databricks_support as support
 from tests.conftest import REPO, SECRET_API_KEY, all_bytes
 from tests.test_databricks_support import client, go_offline, make_cluster, session_cassette

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from pytest_llmops.cassettes.scan import scan_paths
+from pytest_llmops.secrets.scan import scan_paths
 from tests import sleeps
 from tests import test_databricks_support as support
 from tests.conftest import SECRET_DATABRICKS_TOKEN, all_bytes

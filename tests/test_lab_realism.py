@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from pytest_llmops.cassettes.sanitize import Sanitizer
-from pytest_llmops.cassettes.scan import scan_paths
+from pytest_llmops.secrets.scan import scan_paths
 from tests import test_azure_support as support
 from tests.conftest import REPO, all_bytes
 from tests.test_azure_support import RESOURCE_GROUP, SUBSCRIPTION, TENANT, unset

@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 import pytest
 
-from pytest_llmops.cassettes.scan import scan_paths
+from pytest_llmops.secrets.scan import scan_paths
 from tests.conftest import SECRET_API_KEY, SECRET_DATABRICKS_TOKEN, all_bytes
 
 CLIENT_SECRET = "Qx8~client.secret_value-42"

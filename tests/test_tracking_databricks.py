@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_llmops.plugin import _explicit_hosts
+from pytest_llmops.seal.policy import tracking_hosts as _explicit_hosts
 from pytest_llmops.tracking.store import experiment_path, is_databricks
 
 

@@ -14,10 +14,27 @@ from collections.abc import Callable, Sequence
 Command = Callable[[argparse.Namespace], int]
 
 
-def _scan(args: argparse.Namespace) -> int:
-    from pytest_llmops.cassettes.scan import scan_paths
+SCAN_FOUND = 1
+SCAN_USAGE = 2
+"""Exit codes of ``scan``: 0 clean, 1 secrets found, 2 a path that does not exist."""
 
-    findings = scan_paths(args.paths)
+
+def _scan(args: argparse.Namespace) -> int:
+    import os
+
+    from pytest_llmops.secrets.known import KnownSecrets
+    from pytest_llmops.secrets.scan import missing_paths, scan_paths
+
+    missing = missing_paths(args.paths)
+    if missing:
+        print(
+            f"pytest-llmops scan: no such file or folder: {', '.join(missing)}. Pass the cassette "
+            "folder (for example `pytest-llmops scan cassettes/`).",
+            file=sys.stderr,
+        )
+        return SCAN_USAGE
+    # The secret variables of this environment (and its subscription and tenant ids), in any form.
+    findings = scan_paths(args.paths, KnownSecrets.from_environ(os.environ))
     for finding in findings:
         print(finding.describe())
     if findings:
@@ -28,7 +45,7 @@ def _scan(args: argparse.Namespace) -> int:
             "`pytest-llmops scan`.",
             file=sys.stderr,
         )
-        return 1
+        return SCAN_FOUND
     print(f"No secrets found in {', '.join(args.paths)}.")
     return 0
 
@@ -36,10 +53,13 @@ def _scan(args: argparse.Namespace) -> int:
 def _add_scan(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "scan",
-        help="look for secrets in cassettes (exit 1 on findings)",
-        description="Scan cassette files (YAML/JSON) for anything secret-shaped: API keys, dapi "
-        "tokens, JWTs, SAS signatures, PEM keys, subscription ids. Prints file:line and rule, "
-        "never the secret.",
+        help="look for secrets in cassettes (exit 1 on findings, 2 for a missing path)",
+        description="Scan cassette files (YAML/JSON) for anything secret-shaped: API keys (32 hex "
+        "and 84 characters), dapi tokens, JWTs, SAS signatures, PEM keys, bearer tokens, storage "
+        "keys, sk- keys, subscription ids (also in base64 tokens), e-mail addresses in user fields, "
+        "and the values of the secret environment variables (AZURE_OPENAI_API_KEY, ...) in any "
+        "encoding, binary bodies included. Prints file:line and rule, never the secret. Exit "
+        "codes: 0 clean, 1 findings, 2 a path that does not exist.",
     )
     parser.add_argument("paths", nargs="+", help="files or folders to scan")
     parser.set_defaults(command=_scan)

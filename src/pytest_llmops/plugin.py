@@ -111,11 +111,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="compare this session's traces with a baseline at the end: a run id, session:ID, "
         "session:latest[@EXPERIMENT] or EXPERIMENT[:FILTER].",
     )
+    group.addoption(
+        "--llmops-allow-host", metavar="HOST", action="append", default=[], dest="llmops_allow_host",
+        help="in replay, let connections to HOST through the seal (repeatable; a name, *.domain, an "
+        "address or a network such as 10.0.0.0/8).",
+    )
     parser.addini("llmops_cassette_dir", "folder of cassettes, relative to the rootdir", default="cassettes")
     parser.addini(
         "llmops_cassettes", "which tests get a cassette: fixtures (tests using an llmops fixture or marker, "
         "the default) or all (every test; a file is written only for tests that made requests)",
         default="fixtures",
+    )
+    parser.addini(
+        "llmops_allowed_hosts", "hosts reachable in replay besides loopback and the tracking server "
+        "(names, *.domain, addresses, networks; whitespace-separated)", type="args", default=[],
     )
     parser.addini("llmops_tracking_uri", "MLflow tracking URI", default="")
     parser.addini("llmops_experiment", "MLflow experiment name", default="")
@@ -176,9 +185,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
         own_clients.install(config)  # every client's Azure OpenAI requests paced, not only the plugin's
     if settings.is_replay:
-        from pytest_llmops.cassettes import network
+        from pytest_llmops.seal import policy, sockets
 
-        network.seal(allowed_hosts=_explicit_hosts(settings.tracking_uri))
+        sockets.seal(allowed_hosts=[*settings.allowed_hosts, *policy.tracking_hosts(settings.tracking_uri)])
         config.stash[_sealed_key] = True
         from pytest_llmops.cassettes import replay_env
 
@@ -201,30 +210,11 @@ def _check_ini(config: pytest.Config) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     if config.stash.get(_sealed_key, False):
-        from pytest_llmops.cassettes import network, replay_env
+        from pytest_llmops.cassettes import replay_env
+        from pytest_llmops.seal import sockets
 
-        network.unseal()
+        sockets.unseal()
         replay_env.restore(config.stash.get(_replay_env_key, {}))
-
-
-def _explicit_hosts(tracking_uri: str | None) -> list[str]:
-    """Hosts the user configured explicitly, reachable even in replay."""
-    import os
-    from urllib.parse import urlsplit
-
-    from pytest_llmops.tracking.store import is_databricks
-
-    if not tracking_uri:
-        return []
-    if is_databricks(tracking_uri):
-        # MLflow on Databricks: the workspace of the SDK's unified auth (DATABRICKS_HOST).
-        configured = os.environ.get("DATABRICKS_HOST", "")
-        workspace = urlsplit(configured if "://" in configured else f"https://{configured}").hostname
-        return [workspace] if workspace else []
-    if "://" not in tracking_uri or tracking_uri.startswith(("sqlite", "file")):
-        return []
-    host = urlsplit(tracking_uri).hostname
-    return [host] if host else []
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -291,7 +281,7 @@ def pytest_runtest_makereport(
 
 def _sealed_out(error: BaseException | None, depth: int = 0) -> str | None:
     """The refusal of the replay seal behind ``error`` (clients wrap it), if there is one."""
-    from pytest_llmops.cassettes.network import NetworkBlocked
+    from pytest_llmops.seal.policy import NetworkBlocked
 
     if error is None or depth > 10:
         return None

@@ -53,6 +53,9 @@ class Settings:
     experiment: str | None = None
     report: Path | None = None
     drift_baseline: str | None = None
+    allowed_hosts: tuple[str, ...] = ()
+    """Hosts reachable in replay besides loopback: ``--llmops-allow-host``, then the
+    ``llmops_allowed_hosts`` ini option."""
 
     @property
     def is_replay(self) -> bool:
@@ -152,6 +155,7 @@ def from_config(config: pytest.Config, environ: Mapping[str, str] | None = None)
         experiment=option.llmops_experiment or str(config.getini("llmops_experiment") or "") or None,
         report=report,
         drift_baseline=option.llmops_drift_baseline,
+        allowed_hosts=(*option.llmops_allow_host, *config.getini("llmops_allowed_hosts")),
     )
 
 

@@ -1,3 +1,3 @@
-"""Record and replay of HTTP traffic on vcrpy: paths, loading, matching, scrubbing, scanning,
-network sealing and replay without sleeping. Nothing here imports vcrpy at module load
-except ``recorder`` (imported lazily by the fixtures)."""
+"""Record and replay of HTTP traffic on vcrpy: paths, loading, matching, scrubbing (with the
+session's secrets, :mod:`pytest_llmops.secrets`) and replay without sleeping. Nothing here
+imports vcrpy at module load except ``recorder`` (imported lazily by the fixtures)."""

@@ -54,11 +54,13 @@ def llmops_recorder(pytestconfig: pytest.Config, llmops_cassette_dir: Path) -> I
     ``pytest_llmops_configure`` hook ran. Override it to replace the defaults wholesale."""
     from pytest_llmops import resources
     from pytest_llmops.cassettes.recorder import Recorder
+    from pytest_llmops.secrets import session as secrets
 
     settings = settings_mod.get(pytestconfig)
     recorder = Recorder(
         settings.mode, llmops_cassette_dir, record_mode=settings.record_mode, provision=settings.provision,
         run_dir=resources.state_dir(pytestconfig) if settings.mode == "record" else None,
+        known=secrets.of(pytestconfig), names=secrets.names(pytestconfig),
     )
     pytestconfig.hook.pytest_llmops_configure.call_historic(
         kwargs={"config": pytestconfig, "recorder": recorder}

@@ -21,10 +21,12 @@ from pytest_llmops.cassettes.indexed import IndexedCassette
 from pytest_llmops.cassettes.interception import Interceptor
 from pytest_llmops.cassettes.matching import DEFAULT_IGNORED_BODY_FIELDS, FIELDS, request_key
 from pytest_llmops.cassettes.sanitize import DATABRICKS_HOST, OPENAI_HOST, Sanitizer
-from pytest_llmops.cassettes.scan import scan_text
 from pytest_llmops.cassettes.staleness import Staleness, answer_of
 from pytest_llmops.cassettes.staleness import compare as compare_answers
 from pytest_llmops.errors import CassetteError, LLMOpsError, ReplayMiss, SecretLeak
+from pytest_llmops.secrets.known import KnownSecrets
+from pytest_llmops.secrets.rules import Names
+from pytest_llmops.secrets.scan import scan_text
 from pytest_llmops.settings import Mode, RecordMode
 
 Matcher = Callable[[Any, Any], Any]
@@ -45,6 +47,8 @@ class Recorder:
         record_mode: RecordMode = "all",
         provision: bool = False,
         run_dir: Path | None = None,
+        known: KnownSecrets | None = None,
+        names: Names | None = None,
     ) -> None:
         self.mode: Mode = mode
         self.record_mode: RecordMode = record_mode
@@ -53,7 +57,8 @@ class Recorder:
         session fixture whose cassette exists replays the creation it recorded."""
         self.files = writing.SessionFiles(run_dir)
         self.cassette_dir = cassette_dir
-        self.sanitizer = Sanitizer.from_environ(os.environ if environ is None else environ)
+        # known/names: the session's (pytest_llmops.secrets.session), shared with MLflow's scrubbing.
+        self.sanitizer = Sanitizer.from_environ(os.environ if environ is None else environ, known, names)
         self.ignored_body_fields: set[str] = set(DEFAULT_IGNORED_BODY_FIELDS)
         self.matchers: dict[str, Matcher] = {}
         self.interceptor = Interceptor()
@@ -308,7 +313,8 @@ class Cassette:
                     self.path.unlink()  # the test no longer makes requests
                 return
             stored, stored_metadata = self._stored(keep)
-            fresh = storage.to_raw(recorded)
+            # A value redacted in a later interaction is scrubbed from the earlier ones too.
+            fresh = storage.to_raw(self.recorder.sanitizer.rescrub(recorded))
             if keep:
                 result = writing.merge_into(stored, fresh)
                 metadata = {**stored_metadata, **self.metadata}
@@ -317,7 +323,7 @@ class Cassette:
                 metadata = dict(self.metadata)
             if result != stored or metadata != stored_metadata or not self.path.is_file():
                 text = storage.dump(result, metadata)
-                findings = scan_text(text, self.recorder.sanitizer.secret_values)
+                findings = scan_text(text, self.recorder.sanitizer.known)
                 if findings:
                     raise SecretLeak(self.path, findings)
                 storage.write_atomic(self.path, text)

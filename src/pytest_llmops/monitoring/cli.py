@@ -121,8 +121,13 @@ def run_drift(args: argparse.Namespace) -> int:
 
 
 def _write(path: Path, content: str) -> None:
+    import os
+
+    from pytest_llmops.secrets.known import KnownSecrets
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(content, encoding="utf-8")
+    # The secret variables of the environment never reach a report file.
+    path.write_text(KnownSecrets.from_environ(os.environ).scrub(content), encoding="utf-8")
 
 
 def _alpha(text: str) -> float:

@@ -89,7 +89,10 @@ class DriftPlugin:
             self.report = compare(self.config, self.baseline)
             client = client_for(uri)
             parent = resolve_ref(current_ref(self.config), client).runs[0]
-            log_report(self.report, uri, run_id=parent.info.run_id, client=client)
+            from pytest_llmops.secrets import session as secrets
+
+            scrub = secrets.record_scrubber(self.config).text  # the session's secrets, as in cassettes
+            log_report(self.report, uri, run_id=parent.info.run_id, client=client, scrub=scrub)
         except Exception as error:  # the session's outcome stands; the section says what failed
             self.error = f"{type(error).__name__}: {error}"
         return result

@@ -27,7 +27,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -151,8 +151,12 @@ def log_report(
     experiment_id: str | None = None,
     html: str | None = None,
     client: MlflowClient | None = None,
+    scrub: Callable[[str], str] | None = None,
 ) -> str:
     """Log a report to MLflow and return the run id it went to.
+
+    Every text logged (tags, artifacts) goes through ``scrub`` first: the session's secret
+    scrubbing, by default that of the secret variables of the environment.
 
     Without ``run_id`` a new run is created in ``experiment_id`` (run name
     ``drift <baseline> -> <current>``, tag ``llmops.role=drift``). Artifacts under ``drift/``:
@@ -161,16 +165,20 @@ def log_report(
     ``drift.features_drifted`` and, per tested feature, ``drift.<feature>.p_adjusted``.
     """
     client = client or client_for(tracking_uri)
+    if scrub is None:
+        from pytest_llmops.secrets.known import KnownSecrets
+
+        scrub = KnownSecrets.from_environ(os.environ).scrub
     tags = {
-        "llmops.drift.baseline": report.baseline_label[:250],
-        "llmops.drift.current": report.current_label[:250],
+        "llmops.drift.baseline": scrub(report.baseline_label)[:250],
+        "llmops.drift.current": scrub(report.current_label)[:250],
         "llmops.drift.drifted": str(report.drifted).lower(),
     }
     created = run_id is None
     if run_id is None:
         if experiment_id is None:
             raise ValueError("log_report needs run_id or experiment_id")
-        name = f"drift {report.baseline_label} -> {report.current_label}"[:250]
+        name = scrub(f"drift {report.baseline_label} -> {report.current_label}")[:250]
         run_id = client.create_run(
             experiment_id, run_name=name, tags={**tags, SESSION_ROLE_TAG: "drift"}
         ).info.run_id
@@ -185,9 +193,9 @@ def log_report(
         if feature.p_adjusted is not None:
             metrics.append(Metric(f"drift.{name}.p_adjusted", feature.p_adjusted, now, 0))
     client.log_batch(run_id, metrics=metrics)
-    client.log_text(run_id, report.to_json(), "drift/report.json")
-    client.log_text(run_id, report.to_text(), "drift/report.txt")
-    client.log_text(run_id, html if html is not None else report.to_html(), "drift/report.html")
+    client.log_text(run_id, scrub(report.to_json()), "drift/report.json")
+    client.log_text(run_id, scrub(report.to_text()), "drift/report.txt")
+    client.log_text(run_id, scrub(html if html is not None else report.to_html()), "drift/report.html")
     if created:
         client.set_terminated(run_id)
     return run_id

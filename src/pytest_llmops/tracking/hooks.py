@@ -124,15 +124,22 @@ class TrackingPlugin:
         commit = tracking_store.git_commit(str(self.settings.rootdir))
         if commit:
             tags.update({"llmops.git_commit": commit, "mlflow.source.git.commit": commit})
-        return tags
+        from pytest_llmops.secrets import session as secrets
+
+        return secrets.record_scrubber(self.config).mapping(tags)
 
     @property
     def writer(self) -> StoreWriter:
         if self._writer is None:
+            from pytest_llmops.secrets import session as secrets
             from pytest_llmops.tracking import offload
             from pytest_llmops.tracking.writer import StoreWriter
 
-            self._writer = StoreWriter(self.uri, offload=offload.wanted(self.uri, self.is_worker))
+            self._writer = StoreWriter(
+                self.uri,
+                offload=offload.wanted(self.uri, self.is_worker),
+                scrubber=secrets.record_scrubber(self.config),  # no secret reaches the store
+            )
         return self._writer
 
     # -- one test ---------------------------------------------------------------------
@@ -330,7 +337,9 @@ class TrackingPlugin:
         )
         self.summary = summary
         if self.settings.report is not None:
-            summary.write(self.settings.report)
+            from pytest_llmops.secrets import session as secrets
+
+            summary.write(self.settings.report, scrub=secrets.record_scrubber(self.config).text)
 
     def _parent_metrics(self, experiment: str) -> dict[str, float]:
         """Totals of the tests that ran in ``experiment``, logged on its session run."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -191,11 +191,12 @@ class Summary:
         out.extend(f"> note: `{_md(r.nodeid)}`: {note}" for r in self.sorted_records() for note in r.notes)
         return "\n".join(out) + "\n"
 
-    def write(self, path: Path) -> None:
-        """Write the report: Markdown for ``.md``, JSON otherwise."""
+    def write(self, path: Path, scrub: Callable[[str], str] | None = None) -> None:
+        """Write the report: Markdown for ``.md``, JSON otherwise (``scrub``: the session's
+        secret scrubbing, applied to the text before it is written)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         text = self.to_markdown() if path.suffix.lower() in (".md", ".markdown") else self.to_json()
-        path.write_text(text, encoding="utf-8")
+        path.write_text(scrub(text) if scrub is not None else text, encoding="utf-8")
 
 
 def _ms(value: float | None) -> str:

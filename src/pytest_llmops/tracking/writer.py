@@ -22,6 +22,7 @@ not help (the work is Python holding the GIL).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -32,6 +33,8 @@ from pytest_llmops.tracking.sqlruns import RunFinish, Runs, is_mlflow_sql_store,
 
 if TYPE_CHECKING:
     from mlflow.entities import Run, Trace
+
+    from pytest_llmops.secrets.records import RecordScrubber
 
 _logger = logging.getLogger(__name__)
 
@@ -152,10 +155,14 @@ class StoreWriter:
     With ``offload``, traces and run ends go to a helper process (:mod:`.offload`) started
     with the first of them, once it is ready; until then, or if it cannot serve, this
     writer writes them itself.
+
+    With ``scrubber``, every trace, run name, param and tag is scrubbed of the session's
+    secrets as it is handed over, before anything is written or sent to the helper.
     """
 
-    def __init__(self, uri: str, offload: bool = False) -> None:
+    def __init__(self, uri: str, offload: bool = False, scrubber: RecordScrubber | None = None) -> None:
         self.uri = uri
+        self._scrubber = scrubber
         self.errors: list[str] = []
         self._clients = _Clients(uri)
         self._traces: list[Trace] = []
@@ -164,6 +171,8 @@ class StoreWriter:
 
     def log_trace(self, trace: Trace) -> None:
         """Write a finished trace (with the next batch)."""
+        if self._scrubber is not None:
+            trace = self._scrubber.trace(trace)
         helper = self._helper_process()
         if helper is not None:
             helper.send(trace)
@@ -174,10 +183,15 @@ class StoreWriter:
 
     def create_run(self, experiment_id: str, name: str, tags: Mapping[str, str], start_time_ms: int) -> Run:
         """Create a test's run now (an error is the test's: it cannot run untracked)."""
+        if self._scrubber is not None:
+            name, tags = self._scrubber.text(name), self._scrubber.mapping(tags)
         return self._clients.get()[0].create(experiment_id, name, tags, start_time_ms)
 
     def finish_run(self, finish: RunFinish) -> None:
         """Write the end of a run now (the helper's next write, with one)."""
+        if self._scrubber is not None:
+            scrub = self._scrubber.mapping
+            finish = dataclasses.replace(finish, params=scrub(finish.params), tags=scrub(finish.tags))
         helper = self._helper_process()
         if helper is not None:
             helper.send_finish(finish)
