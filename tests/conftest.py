@@ -13,10 +13,14 @@ from typing import TYPE_CHECKING
 # None"), and numpy refuses to be loaded twice in one process. Importing these here keeps
 # one copy for the whole session (mlflow too: a half-dropped mlflow cannot import itself
 # again, "cannot import name 'MlflowClient' from 'mlflow'"; cryptography, whose Rust core
-# cannot be loaded twice either: "curve must be an EllipticCurve instance").
+# cannot be loaded twice either: "curve must be an EllipticCurve instance", nor can it meet a
+# second ipaddress module once the seal's policy imported one: "Unsupported GeneralName type").
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-import cryptography.hazmat.primitives.asymmetric.ec  # noqa: F401 - the double's TLS certificate
+import ipaddress  # noqa: F401
+
+import cryptography.hazmat.primitives.asymmetric.ec
+import cryptography.x509  # noqa: F401
 import mlflow  # noqa: F401
 import numpy  # noqa: F401
 import pytest

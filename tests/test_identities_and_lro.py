@@ -96,7 +96,10 @@ IDENTITY_ROUTES = {
         "systemData": {"createdBy": "alice.smith@contoso.com", "createdByType": "User",
                        "lastModifiedBy": "alice.smith@contoso.com"},
         "properties": {"createdBy": {"oid": "a1b2c3d4-e5f6-4711-8899-aabbccddeeff", "puid": "10032001A2B3C4D5",
-                                     "applicationId": "2ff814a6-3304-4ab8-85cb-cd0e6f879c1d"}},
+                                     "applicationId": "2ff814a6-3304-4ab8-85cb-cd0e6f879c1d"},
+                       # identity fields that name no user: a tool (the plugin's own tag), a vendor
+                       "model": {"createdBy": "Microsoft"}},
+        "tags": {"CreatedBy": "pytest-llmops"},
     },
     "/echo/scim/v2/Me": {
         "userName": "alice.smith@contoso.com", "emails": [{"value": "alice.smith@contoso.com", "primary": True}],
@@ -139,6 +142,9 @@ def test_identities_become_stable_placeholders(pytester: pytest.Pytester, lab_do
     placeholders = set(re.findall(r"user-[0-9a-f]{8}@example\.com", text))
     assert len(placeholders) == 1  # one user, one placeholder, in every field and path
     assert re.search(r"00000000-0000-0000-0000-[0-9a-f]{12}", text)  # the object id, still a GUID
+    # Names that are not a user's identity stay: the session's own metadata (which carries
+    # the CreatedBy tag) must not become a "leak" of a value the body scrubbed.
+    assert '"tags":{"CreatedBy":"pytest-llmops"}' in text and '"createdBy":"Microsoft"' in text
     from pytest_llmops.cli import main
 
     assert main(["scan", str(path)]) == 0

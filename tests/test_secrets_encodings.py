@@ -205,3 +205,21 @@ def test_encoded(llmops_cassette):
     for name in ("base64_0", "base64_1", "base64_2"):
         assert ESCAPED_SECRET.encode() not in base64.b64decode(decoded[name]), name
     assert ESCAPED_SECRET.encode() not in base64.urlsafe_b64decode(decoded["base64url_1"])
+
+
+def test_a_report_with_an_embedded_image_is_scrubbed_in_one_pass() -> None:
+    """A drift report's HTML embeds its plots as one base64 run of hundreds of kilobytes.
+    Looking for wrapped base64 secrets tried every position of that run against all of it
+    (hours for this text, and the session's end waited for it); each run is now tried once.
+    A wrapped secret elsewhere in the report is still found."""
+    from pytest_llmops.secrets.known import KnownSecrets
+
+    known = KnownSecrets()
+    known.add(SECRET_API_KEY)
+    image = base64.b64encode(bytes(range(256)) * 2000).decode()  # 680 KB, one run
+    wrapped = base64.encodebytes(b"x" * 70 + SECRET_API_KEY.encode()).decode()  # cut at 76 columns
+    report = f"<html><img src='data:image/png;base64,{image}'>\n<pre>\n{wrapped}\n</pre>\n{image}</html>"
+    scrubbed = known.scrub(report)
+    assert scrubbed.count(image) == 2
+    assert not list(known.find(scrubbed))
+    assert list(known.find(report))

@@ -89,7 +89,7 @@ def _scalar(value: Any) -> bool:
 
 
 def _identity(value: str, known: KnownSecrets) -> str:
-    if not value or identities.is_placeholder(value):
+    if not value or not identities.is_identity(value) or identities.is_placeholder(value):
         return value
     placeholder = identities.placeholder(value)
     known.add_identity(value, placeholder)

@@ -45,6 +45,14 @@ PLACEHOLDER_DOMAIN = re.compile(
 PLACEHOLDER_GUID_PREFIX = "00000000-0000-0000-0000-"
 
 
+def is_identity(value: str) -> bool:
+    """Whether ``value`` is shaped like a user's identity (an e-mail address, an object id, a
+    ``puid``). Identity fields also hold names that are not (``createdBy: Microsoft`` on a
+    model deployment, a ``CreatedBy`` tag naming a tool): those are left as they are."""
+    value = value.strip()
+    return bool(EMAIL.fullmatch(value) or _GUID.fullmatch(value) or _HEX16.fullmatch(value))
+
+
 def is_placeholder(value: str) -> bool:
     """Whether ``value`` needs no placeholder (one already, or an example)."""
     lowered = value.lower()

@@ -231,6 +231,10 @@ class KnownSecrets:
 _ESCAPE = re.compile(r"\\+u[0-9a-fA-F]{4}|%[0-9a-fA-F]{2}")
 _JSON_ESCAPE = re.compile(r"\\+u([0-9a-fA-F]{4})")
 _PLAIN_ESCAPE = re.compile(r"\\+([/\"\\\\])")
-_WRAPPED_BLOCK = re.compile(r"[A-Za-z0-9+/=_-]{8,}(?:(?:\s|\\[nr])+[A-Za-z0-9+/=_-]+)+")
-"""Base64-looking text broken by line breaks (whitespace or ``\\n`` escapes)."""
+_WRAPPED_BLOCK = re.compile(
+    r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/=_-]{8,}+(?:(?:\s|\\[nr])++[A-Za-z0-9+/=_-]++)+"
+)
+"""Base64-looking text broken by line breaks (whitespace or ``\\n`` escapes). Each run of
+base64 characters is tried once, from its start, without backtracking into it: linear in
+the text (a report with an embedded image is one run of hundreds of kilobytes)."""
 _LINE_BREAK = re.compile(r"(?:\s|\\[nr])+")
