@@ -22,7 +22,7 @@ import scipy.stats  # noqa: F401
 import vcr  # noqa: F401
 import yaml  # noqa: F401
 
-from pytest_llmops.tracking.store import import_mlflow
+from pytest_llmops.tracking.bootstrap import import_mlflow
 
 import_mlflow()  # and MLflow's SQL store with SQLAlchemy's C extensions, once
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from pytest_llmops.tracking import offload
-from pytest_llmops.tracking import store as tracking_store
+from pytest_llmops.tracking import bootstrap, offload
+from pytest_llmops.tracking import uri as tracking_uri
 from pytest_llmops.tracking.sqlruns import RunFinish
 from pytest_llmops.tracking.writer import StoreWriter
 
@@ -26,9 +26,9 @@ pytest_plugins = ["pytester"]
 
 @pytest.fixture(autouse=True)
 def plugin_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """What the plugin sets before MLflow traces anything (``store.prepare_environment``)."""
+    """What the plugin sets before MLflow traces anything (``bootstrap.prepare_environment``)."""
     environment: dict[str, str] = {}
-    tracking_store.prepare_environment(environment)
+    bootstrap.prepare_environment(environment)
     for key, value in environment.items():
         monkeypatch.setenv(key, value)
 
@@ -38,10 +38,10 @@ def new_store(path: Path) -> tuple[str, Any, str]:
     from mlflow import MlflowClient
 
     uri = f"sqlite:///{path}"
-    with tracking_store.quiet_mlflow():
+    with bootstrap.quiet_mlflow():
         client = MlflowClient(uri)
         client.search_experiments(max_results=1)
-        tracking_store.tune_sqlite(client, uri)
+        bootstrap.tune_sqlite(client, uri)
         experiment_id = client.create_experiment("e", artifact_location=(path.parent / "artifacts").as_uri())
     return uri, client, str(experiment_id)
 
@@ -294,7 +294,7 @@ def test_the_helper_finishes_its_work_when_the_session_is_interrupted_or_killed(
 
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_store.embedded_uri(tmp_path))
+    client = MlflowClient(tracking_uri.embedded_uri(tmp_path))
     experiment_id = client.get_experiment_by_name("pytest-llmops").experiment_id
     runs = {r.info.run_name: r for r in client.search_runs([experiment_id])}
     traced = [runs[f"test_life.py::test_traced[{i}]"] for i in range(5)]
@@ -352,7 +352,7 @@ def test_traces_are_captured_when_the_user_asked_for_asynchronous_trace_logging(
 
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_store.embedded_uri(tmp_path))
+    client = MlflowClient(tracking_uri.embedded_uri(tmp_path))
     experiment_id = client.get_experiment_by_name("pytest-llmops").experiment_id
     (run,) = [r for r in client.search_runs([experiment_id]) if r.info.run_name.endswith("test_traced")]
     assert run.data.metrics["llmops.llm_calls"] == 1.0

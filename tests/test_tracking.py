@@ -177,7 +177,7 @@ def run_pytest(root: Path, *args: str, timeout: float = 600) -> subprocess.Compl
 
 def client_for(root: Path) -> Any:
     """An ``MlflowClient`` on the embedded store a session left in ``root``."""
-    from pytest_llmops.tracking.store import import_mlflow
+    from pytest_llmops.tracking.bootstrap import import_mlflow
 
     import_mlflow()  # quietly (SQLAlchemy's deprecation warning at import)
     from mlflow import MlflowClient

@@ -73,3 +73,8 @@ class WorkspaceConfigError(LLMOpsError):
 
 class SweepUnavailable(LLMOpsError):
     """A sweeper cannot run: its cloud is not configured (the message says what to set)."""
+
+
+class TrackingError(LLMOpsError):
+    """The MLflow tracking store cannot be used: its URI, or the store itself (unreachable,
+    read-only, corrupt, locked, full). The message names the store and the fix."""

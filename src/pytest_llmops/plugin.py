@@ -161,7 +161,7 @@ def _explicit_hosts(tracking_uri: str | None) -> list[str]:
     import os
     from urllib.parse import urlsplit
 
-    from pytest_llmops.tracking.store import is_databricks
+    from pytest_llmops.tracking.uri import is_databricks
 
     if not tracking_uri:
         return []

@@ -30,7 +30,7 @@ def mlflow_experiment(pytestconfig: pytest.Config) -> Experiment:
     """
     plugin = hooks.get(pytestconfig)
     ref = plugin.store.experiment(plugin.default_experiment)
-    from pytest_llmops.tracking.store import quiet_mlflow
+    from pytest_llmops.tracking.bootstrap import quiet_mlflow
 
     with quiet_mlflow():
         return plugin.store.client().get_experiment(ref.experiment_id)

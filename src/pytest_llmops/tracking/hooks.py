@@ -26,8 +26,10 @@ import pytest
 from pytest_llmops import session as session_mod
 from pytest_llmops import settings as settings_mod
 from pytest_llmops.cassettes.fixtures import cassette_key, reports_key
-from pytest_llmops.tracking import runs
+from pytest_llmops.tracking import bootstrap, runs
 from pytest_llmops.tracking import store as tracking_store
+from pytest_llmops.tracking import uri as uri_mod
+from pytest_llmops.tracking.bootstrap import quiet_mlflow
 from pytest_llmops.tracking.summary import REPORT_ATTRIBUTE, Summary, TestRecord
 from pytest_llmops.tracking.traces import Autolog, Collector
 from pytest_llmops.validation import RunOptions, run_options
@@ -88,10 +90,10 @@ class TrackingPlugin:
     """Tracking state and hooks of one pytest process."""
 
     def __init__(self, config: pytest.Config) -> None:
-        tracking_store.prepare_environment()
+        bootstrap.prepare_environment()
         self.config = config
         self.settings = settings_mod.get(config)
-        self.uri = tracking_store.resolve_uri(self.settings.tracking_uri, self.settings.rootdir)
+        self.uri = uri_mod.resolve_uri(self.settings.tracking_uri, self.settings.rootdir)
         self.session_id = session_mod.session_id(config)
         self.worker = session_mod.worker_id(config)
         self.is_worker = session_mod.is_worker(config)
@@ -141,7 +143,7 @@ class TrackingPlugin:
         ref = self.store.experiment(options.experiment or self.default_experiment)
         writer = self.writer
         name = options.run_name or runs.run_name(item.nodeid)
-        with tracking_store.quiet_mlflow():
+        with quiet_mlflow():
             run = runs.activate(
                 writer.create_run(ref.experiment_id, name, self._start_tags(item, ref, options), _now_ms())
             )
@@ -153,7 +155,7 @@ class TrackingPlugin:
                 started = True
                 yield run
         finally:
-            with tracking_store.quiet_mlflow():
+            with quiet_mlflow():
                 collector.hand_over(writer.log_trace)
             self._finish(item, options, ref.name, run, collector, "error" if not started else None)
 
@@ -200,7 +202,7 @@ class TrackingPlugin:
         cassette = item.stash.get(cassette_key, None)
         if cassette is not None:
             tags["llmops.cassette"] = _relative(Path(cassette.path), self.settings.rootdir)
-        with tracking_store.quiet_mlflow():
+        with quiet_mlflow():
             self.writer.finish_run(RunFinish(run.info.run_id, status, _now_ms(), params, metrics, tags))
         stats = collector.stats
         self._pending[item.nodeid] = TestRecord(
@@ -228,9 +230,9 @@ class TrackingPlugin:
         MLflow's REST client would then talk to it from inside the test's cassette (they are
         written when the test ends instead). Whether they were written."""
         collector.take_deferred()
-        if self.uri.startswith(("http://", "https://")):
+        if uri_mod.is_server(self.uri):
             return False
-        with tracking_store.quiet_mlflow():
+        with quiet_mlflow():
             collector.hand_over(self.writer.log_trace)
             self.writer.flush()
         return True
@@ -255,7 +257,7 @@ class TrackingPlugin:
         """With a tracking server, its span (OTLP ``/v1/traces``) and artifact
         (``/api/2.0/mlflow-artifacts/``) endpoints are tracking traffic too, like the
         ``/api/*/mlflow/`` ones the cassettes already let through: never recorded or replayed."""
-        if self.uri.startswith(("http://", "https://")):
+        if uri_mod.is_server(self.uri):
             sanitizer = recorder.sanitizer
             extra = tuple(p for p in TRACKING_SERVER_PATHS if p not in sanitizer.ignored_paths)
             sanitizer.ignored_paths = (*sanitizer.ignored_paths, *extra)
@@ -284,14 +286,14 @@ class TrackingPlugin:
 
         record.outcome = "error"
         finish = RunFinish(record.run_id, "FAILED", _now_ms(), tags={"llmops.outcome": "error"})
-        with tracking_store.quiet_mlflow():
+        with quiet_mlflow():
             self.writer.finish_run(finish)
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int | pytest.ExitCode) -> None:
         """Close the writer; in the controller, end the parent runs and write the report."""
         if self._writer is not None:
-            with tracking_store.quiet_mlflow():
+            with quiet_mlflow():
                 errors = self._writer.close()
             if errors and self.is_worker:
                 self.store.report_errors(errors)
@@ -305,7 +307,7 @@ class TrackingPlugin:
         parents = self.store.finish(status, self._parent_metrics)
         summary = Summary(
             tracking_uri=self.uri,
-            ui_command=tracking_store.ui_command(self.uri),
+            ui_command=uri_mod.ui_command(self.uri),
             session_id=self.session_id,
             records=self.records,
             parent_runs=[

@@ -1,22 +1,18 @@
-"""The tracking store of a pytest session: which one, created once, and the session's
-experiments and parent runs.
+"""The tracking store of a pytest session: created once, the session's experiments and
+parent runs, and their end.
 
-Which store (decided in :mod:`pytest_llmops.settings`): ``--llmops-tracking-uri``, then the
-``llmops_tracking_uri`` ini option, then ``MLFLOW_TRACKING_URI``, then the embedded store
-``sqlite:///<rootdir>/.llmops/mlflow.db`` whose artifacts (traces that do not fit in the
-database) live beside it in ``.llmops/artifacts``. Every experiment the plugin creates in a
-SQLite store gets that explicit ``artifact_location``, so nothing lands in a stray ``./mlruns``.
-
-Created once, safely under pytest-xdist: a fresh SQLite store runs its migrations on first
-use, and two processes migrating at once crash or corrupt it (PITFALLS.md). Nothing here
-runs at plugin load: the first process that needs the store (the first marked test of the
-session, in whichever xdist worker) takes a file lock, creates and migrates the store,
-creates the experiment and the session's parent run, and writes their ids to a small state
-file. Every other process takes the same lock, reads the ids and opens the already migrated
-store. So a session without marked tests never imports mlflow (not even in the xdist
-controller, which cannot know: it does not collect), no two processes ever migrate at once,
-and the one parent run per experiment and invocation is shared by all workers. The
-controller (or the only process) ends the parent runs in ``pytest_sessionfinish``.
+Which store: :mod:`.uri`. Created once, safely under pytest-xdist: a fresh SQLite store runs
+its migrations on first use, and two processes migrating at once crash or corrupt it
+(PITFALLS.md). Nothing here runs at plugin load: the first process that needs the store (the
+first marked test of the session, in whichever xdist worker) takes a file lock, creates and
+migrates the store, creates the experiment and the session's parent run, and writes their
+ids to a small state file. Every other process takes the same lock, reads the ids and opens
+the already migrated store. So a session without marked tests never imports mlflow (not even
+in the xdist controller, which cannot know: it does not collect), no two processes ever
+migrate at once, and the one parent run per experiment and invocation is shared by all
+workers. The controller (or the only process) ends the parent runs in ``pytest_sessionfinish``.
+Every SQLite store the plugin creates gets an explicit ``artifact_location`` for its
+experiments, so nothing lands in a stray ``./mlruns``.
 """
 
 from __future__ import annotations
@@ -25,18 +21,17 @@ import contextlib
 import json
 import os
 import re
-import shlex
 import subprocess
-import sys
 import time
-import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_llmops.errors import LLMOpsError
+from pytest_llmops.errors import TrackingError
+from pytest_llmops.tracking.bootstrap import import_mlflow, quiet_mlflow, tune_sqlite
+from pytest_llmops.tracking.uri import artifact_location, experiment_path
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -47,145 +42,6 @@ marker names one."""
 
 LOCK_TIMEOUT_S = 300.0
 SESSION_ROLE = "session"
-
-
-class TrackingError(LLMOpsError):
-    """The tracking store cannot be used (locked, unreachable, a wrong URI)."""
-
-
-def embedded_uri(rootdir: Path) -> str:
-    """``sqlite:///<rootdir>/.llmops/mlflow.db``: the store used when none is configured."""
-    return f"sqlite:///{(rootdir / '.llmops' / 'mlflow.db').resolve()}"
-
-
-def resolve_uri(configured: str | None, rootdir: Path) -> str:
-    """The configured tracking URI (already resolved by the settings), else the embedded one."""
-    return configured or embedded_uri(rootdir)
-
-
-def sqlite_path(uri: str) -> Path | None:
-    """The database file of a ``sqlite:///`` URI, None for other stores (and in-memory SQLite)."""
-    if not uri.startswith("sqlite:///"):
-        return None
-    path = uri.removeprefix("sqlite:///").split("?", 1)[0]
-    return Path(path) if path and path != ":memory:" else None
-
-
-def artifact_location(uri: str) -> str | None:
-    """Where experiments of a SQLite store keep artifacts: ``artifacts/`` beside the database.
-    None for other stores, whose server (or database) has its own artifact root."""
-    path = sqlite_path(uri)
-    return (path.parent / "artifacts").resolve().as_uri() if path is not None else None
-
-
-def is_databricks(uri: str) -> bool:
-    """Whether the store is a Databricks workspace's MLflow (``databricks``, ``databricks://PROFILE``)."""
-    return uri == "databricks" or uri.startswith("databricks://")
-
-
-def experiment_path(uri: str, name: str, current_user: Callable[[str], str] | None = None) -> str:
-    """The experiment name to use in the store: on Databricks, experiments are workspace
-    paths, so a plain name goes under the current user's folder (``/Users/<user>/<name>``)."""
-    if not is_databricks(uri) or name.startswith("/"):
-        return name
-    user = (current_user or databricks_user)(uri)
-    return f"/Users/{user}/{name}"
-
-
-def databricks_user(uri: str) -> str:
-    """The user the Databricks SDK's unified auth signs in as (profile from ``databricks://PROFILE``)."""
-    from databricks.sdk import WorkspaceClient
-
-    profile = uri.partition("://")[2] or None
-    return str(WorkspaceClient(profile=profile).current_user.me().user_name)
-
-
-def ui_command(uri: str) -> str:
-    """The command (or the address) that shows this store in MLflow's UI."""
-    if uri.startswith(("http://", "https://")):
-        return f"open {uri} in a browser (a tracking server: it serves the UI itself)"
-    if uri.startswith("databricks"):
-        return "open the experiment in your Databricks workspace (Machine Learning > Experiments)"
-    command = f"mlflow ui --backend-store-uri {shlex.quote(uri)}"
-    location = artifact_location(uri)
-    if location is not None:
-        command += f" --default-artifact-root {shlex.quote(location)}"
-    return command
-
-
-def prepare_environment(environ: dict[str, str] | None = None) -> None:
-    """Environment MLflow reads at import or first use, set before it is imported.
-
-    - Telemetry off: MLflow otherwise fetches a config over HTTPS ~1.6 s after import.
-    - Synchronous trace export for traces this plugin does not write itself (MLflow's
-      asynchronous queue costs ~1 s to drain at every flush and at exit); an explicit user
-      setting is kept.
-    - No batch span processor: with asynchronous export MLflow would hand ended spans to its
-      exporter through one, past the plugin's, and marked tests would lose their traces
-      (their metrics read 0 calls). Other traces are still exported as the user asked.
-    """
-    env = os.environ if environ is None else environ
-    env["MLFLOW_DISABLE_TELEMETRY"] = "true"
-    env.setdefault("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", "false")
-    env["MLFLOW_USE_BATCH_SPAN_PROCESSOR"] = "false"
-
-
-def import_mlflow() -> None:
-    """Import mlflow and its SQL store quietly, once.
-
-    SQLAlchemy 2.1 emits a ``SADeprecationWarning`` when MLflow's SQL store module is
-    imported (a module-level ``noload`` option); a ``-W error`` suite would fail on it, and
-    command-line ``-W`` filters take precedence over ini ``filterwarnings``. The warning is
-    emitted once, at import, so importing the module here under a local filter is enough.
-    """
-    prepare_environment()
-    already_imported = "mlflow" in sys.modules
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"mlflow(\.|$)")
-        warnings.filterwarnings("ignore", message=r".*(noload|loader strategy).*")
-        import mlflow.store.tracking.sqlalchemy_store  # noqa: F401 - the warning fires here
-    if already_imported:
-        # mlflow was imported before the plugin set MLFLOW_DISABLE_TELEMETRY: re-read it.
-        with contextlib.suppress(Exception):
-            from mlflow.telemetry import set_telemetry_client
-
-            set_telemetry_client()  # type: ignore[no-untyped-call]
-
-
-@contextlib.contextmanager
-def quiet_mlflow() -> Iterator[None]:
-    """Ignore warnings raised inside MLflow (and SQLAlchemy under it) for a block: they are
-    MLflow's business, and a ``-W error`` suite must not fail on them."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", module=r"(mlflow|sqlalchemy|alembic)(\.|$)")
-        yield
-
-
-def tune_sqlite(client: MlflowClient, uri: str) -> None:
-    """Make a SQLite store fast and concurrent: write-ahead logging (readers never block the
-    writer, which xdist workers need) with ``synchronous=NORMAL`` (no fsync per commit, still
-    crash-safe). Measured: 2x fewer milliseconds per run and trace."""
-    path = sqlite_path(uri)
-    if path is None:
-        return
-    store = getattr(getattr(client, "_tracking_client", None), "store", None)
-    engine = getattr(store, "engine", None)
-    if engine is None or getattr(engine, "_llmops_tuned", False):
-        return
-    import sqlite3
-
-    import sqlalchemy
-
-    # journal_mode is a property of the database file: set once (callers hold the lock).
-    with contextlib.closing(sqlite3.connect(path, timeout=30)) as connection:
-        connection.execute("PRAGMA journal_mode=WAL")
-
-    def on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.execute("PRAGMA synchronous=NORMAL")  # per connection
-
-    sqlalchemy.event.listen(engine, "connect", on_connect)
-    engine.dispose()  # connections opened before the listener reconnect with it
-    engine._llmops_tuned = True
 
 
 @cache

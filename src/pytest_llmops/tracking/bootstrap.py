@@ -1,0 +1,164 @@
+"""MLflow in a pytest process: the environment it must see before it is imported, its quiet
+import, a SQLite store made fast (write-ahead logging) and, when one is created, created
+fast; and a quick exit for a process that imported it.
+
+What a session with marked tests pays once over one without, measured on a 2-core machine
+(``benchmarks/bench_marker.py``): importing mlflow (~1.5-2.5 s, unavoidable: autologging
+and the active run live in the tests' process), creating and migrating a new SQLite store
+(~1.6 s through MLflow's ~60 migrations one transaction at a time: :func:`create_sqlite_store`
+makes it ~2x cheaper), and tearing the interpreter down at exit, which collects the
+hundreds of thousands of objects mlflow and its dependencies leave (~1.2 s:
+:func:`skip_final_collection` skips it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+import sys
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pytest_llmops.tracking.uri import sqlite_path
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+
+def prepare_environment(environ: dict[str, str] | None = None) -> None:
+    """Environment MLflow reads at import or first use, set before it is imported.
+
+    - Telemetry off: MLflow otherwise fetches a config over HTTPS ~1.6 s after import.
+    - Synchronous trace export for traces this plugin does not write itself (MLflow's
+      asynchronous queue costs ~1 s to drain at every flush and at exit); an explicit user
+      setting is kept.
+    - No batch span processor: with asynchronous export MLflow would hand ended spans to its
+      exporter through one, past the plugin's, and marked tests would lose their traces
+      (their metrics read 0 calls). Other traces are still exported as the user asked.
+    """
+    env = os.environ if environ is None else environ
+    env["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    env.setdefault("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", "false")
+    env["MLFLOW_USE_BATCH_SPAN_PROCESSOR"] = "false"
+
+
+def import_mlflow() -> None:
+    """Import mlflow and its SQL store quietly, once.
+
+    SQLAlchemy 2.1 emits a ``SADeprecationWarning`` when MLflow's SQL store module is
+    imported (a module-level ``noload`` option); a ``-W error`` suite would fail on it, and
+    command-line ``-W`` filters take precedence over ini ``filterwarnings``. The warning is
+    emitted once, at import, so importing the module here under a local filter is enough.
+    """
+    prepare_environment()
+    already_imported = "mlflow" in sys.modules
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"mlflow(\.|$)")
+        warnings.filterwarnings("ignore", message=r".*(noload|loader strategy).*")
+        import mlflow.store.tracking.sqlalchemy_store  # noqa: F401 - the warning fires here
+    if already_imported:
+        # mlflow was imported before the plugin set MLFLOW_DISABLE_TELEMETRY: re-read it.
+        with contextlib.suppress(Exception):
+            from mlflow.telemetry import set_telemetry_client
+
+            set_telemetry_client()  # type: ignore[no-untyped-call]
+
+
+@contextlib.contextmanager
+def quiet_mlflow() -> Iterator[None]:
+    """Ignore warnings raised inside MLflow (and SQLAlchemy under it) for a block: they are
+    MLflow's business, and a ``-W error`` suite must not fail on them."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module=r"(mlflow|sqlalchemy|alembic)(\.|$)")
+        yield
+
+
+def tune_sqlite(client: MlflowClient, uri: str) -> None:
+    """Make a SQLite store fast and concurrent: write-ahead logging (readers never block the
+    writer, which xdist workers need) with ``synchronous=NORMAL`` (no fsync per commit, still
+    crash-safe). Measured: 2x fewer milliseconds per run and trace."""
+    path = sqlite_path(uri)
+    if path is None:
+        return
+    store = getattr(getattr(client, "_tracking_client", None), "store", None)
+    engine = getattr(store, "engine", None)
+    if engine is None or getattr(engine, "_llmops_tuned", False):
+        return
+    import sqlite3
+
+    import sqlalchemy
+
+    # journal_mode is a property of the database file: set once (callers hold the lock).
+    with contextlib.closing(sqlite3.connect(path, timeout=30)) as connection:
+        if connection.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            connection.execute("PRAGMA journal_mode=WAL")
+
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.execute("PRAGMA synchronous=NORMAL")  # per connection
+
+    sqlalchemy.event.listen(engine, "connect", on_connect)
+    engine.dispose()  # connections opened before the listener reconnect with it
+    engine._llmops_tuned = True
+
+
+def create_sqlite_store(path: Path) -> bool:
+    """Create and migrate a new SQLite store at ``path``, if there is none; whether it did.
+
+    MLflow migrates a new database through its ~60 migrations, each committed (and synced)
+    on its own: ~1.6 s. Here they run in a file of their own beside ``path``, with the
+    journal in memory and no syncing (nothing else can see that file), which is then synced
+    once, switched to write-ahead logging, and linked into place only if ``path`` still does
+    not exist. A process killed meanwhile leaves a stray temporary file, never a half
+    migrated store. The caller holds the session's lock (``SessionStore.locked``).
+    """
+    if path.exists():
+        return False
+    import sqlalchemy as sa
+    from mlflow.store.db.utils import _initialize_tables
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    building = path.with_name(f"{path.name}.{os.getpid()}.new")
+    building.unlink(missing_ok=True)
+    engine = sa.create_engine(f"sqlite:///{building}")
+
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.execute("PRAGMA journal_mode=MEMORY")
+        dbapi_connection.execute("PRAGMA synchronous=OFF")
+
+    sa.event.listen(engine, "connect", on_connect)
+    try:
+        with quiet_mlflow():
+            _initialize_tables(engine)  # type: ignore[no-untyped-call]
+        engine.dispose()
+        import sqlite3
+
+        with contextlib.closing(sqlite3.connect(building)) as connection:
+            connection.execute("PRAGMA journal_mode=WAL")
+        with open(building, "rb") as file:
+            os.fsync(file.fileno())
+        try:
+            os.link(building, path)  # never over a store another process made meanwhile
+        except FileExistsError:
+            return False
+        return True
+    finally:
+        engine.dispose()
+        building.unlink(missing_ok=True)
+
+
+def skip_final_collection() -> None:
+    """Spare the process the garbage collection of every object at exit.
+
+    An interpreter that imported mlflow (with pandas, pydantic, SQLAlchemy, alembic, the
+    OpenTelemetry SDK...) spends ~1.2 s collecting and tearing down its objects when it
+    exits, measured; the session's output is printed by then. ``gc.freeze()`` moves every
+    object alive now into the permanent generation, which the final collections skip:
+    objects still reachable are freed as usual when modules are cleared, ``atexit``
+    handlers run as usual, and objects made from now on are collected as usual. What is no
+    longer collected is a reference cycle that exists now and would only die at exit
+    (the process is ending: the operating system takes its memory back).
+    """
+    gc.freeze()
