@@ -475,6 +475,27 @@ def test_a_session_without_marked_tests_never_imports_mlflow(tmp_path: Path) -> 
     assert not (tmp_path / ".llmops" / "mlflow.db").exists()
 
 
+def test_the_summary_counts_1_test_and_is_not_printed_without_marked_tests(tmp_path: Path) -> None:
+    """Issue 14.9: "1 test", never "1 tests"; a session whose tests used the store
+    (``mlflow_experiment``) but were not marked prints no empty table."""
+    (tmp_path / "test_one.py").write_text(
+        "import pytest\n\n@pytest.mark.llmops\ndef test_one():\n    pass\n", encoding="utf-8")
+    (tmp_path / "test_fixture.py").write_text(
+        "def test_experiment(mlflow_experiment):\n    assert mlflow_experiment.name == 'pytest-llmops'\n",
+        encoding="utf-8")
+    one = run_pytest(tmp_path, "--llmops-report=one.md", "test_one.py")
+    assert one.returncode == 0, one.stdout + one.stderr
+    section = one.stdout.split("llmops: MLflow runs", 1)[1]
+    assert "1 test (1 passed); tokens:" in section, section
+    assert "1 tests" not in section and "1 tests" not in (tmp_path / "one.md").read_text()
+    assert "| 1 test (1 passed) |" in (tmp_path / "one.md").read_text()
+
+    unmarked = run_pytest(tmp_path, "test_fixture.py")
+    assert unmarked.returncode == 0, unmarked.stdout + unmarked.stderr
+    assert "llmops: MLflow runs" not in unmarked.stdout, unmarked.stdout
+    assert "0 tests" not in unmarked.stdout
+
+
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """A real ``mlflow server`` on loopback (its own SQLite store), stopped with its workers."""

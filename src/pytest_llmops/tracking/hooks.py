@@ -349,8 +349,8 @@ class TrackingPlugin:
             self._store.restore()
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if self.is_worker or self.summary is None or not (self.summary.records or self.summary.parent_runs):
-            return
+        if self.is_worker or self.summary is None or not (self.summary.records or self.summary.errors):
+            return  # nothing to show: no marked test ran, nothing went wrong
         terminalreporter.write_sep("-", "llmops: MLflow runs")
         for line in self.summary.lines():
             terminalreporter.write_line(line)

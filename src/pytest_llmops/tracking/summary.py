@@ -81,7 +81,10 @@ class Summary:
 
     # -- renderings ------------------------------------------------------------------
     def lines(self) -> list[str]:
-        """The terminal table, totals and the command that opens the store."""
+        """The terminal table, totals and the command that opens the store; only the
+        warnings when no marked test ran (nothing else to show)."""
+        if not self.records:
+            return [f"warning: {error}" for error in self.errors]
         header = f"{'outcome':<11} {'calls':>5} {'tokens':>8} {'mean ms':>9}  test"
         lines = [header]
         for record in self.sorted_records():
@@ -90,10 +93,9 @@ class Summary:
                 f"{_ms(record.latency_ms_mean):>9}  {record.nodeid}"
             )
         totals = self.totals()
-        outcomes = ", ".join(f"{n} {name}" for name, n in totals["outcomes"].items())
         lines.append(
             f"{'total':<11} {totals['llm_calls']:>5} {totals['total_tokens']:>8} "
-            f"{_ms(totals['latency_ms_mean']):>9}  {totals['tests']} tests ({outcomes}); tokens: "
+            f"{_ms(totals['latency_ms_mean']):>9}  {_tests(totals)}; tokens: "
             f"{totals['prompt_tokens']} prompt + {totals['completion_tokens']} completion"
         )
         for parent in self.parent_runs:
@@ -134,11 +136,10 @@ class Summary:
                 f"| {r.outcome} | {r.llm_calls} | {r.prompt_tokens} | {r.completion_tokens} | "
                 f"{r.total_tokens} | {_ms(r.latency_ms_mean)} | `{_md(r.nodeid)}` | `{r.run_id}` |"
             )
-        outcomes = ", ".join(f"{n} {name}" for name, n in totals["outcomes"].items())
         out.append(
             f"| **total** | {totals['llm_calls']} | {totals['prompt_tokens']} | "
             f"{totals['completion_tokens']} | {totals['total_tokens']} | {_ms(totals['latency_ms_mean'])} | "
-            f"{totals['tests']} tests ({outcomes}) | |"
+            f"{_tests(totals)} | |"
         )
         out += ["", f"Tracking store: `{self.tracking_uri}`", ""]
         for parent in self.parent_runs:
@@ -155,6 +156,13 @@ class Summary:
         path.parent.mkdir(parents=True, exist_ok=True)
         text = self.to_markdown() if path.suffix.lower() in (".md", ".markdown") else self.to_json()
         path.write_text(text, encoding="utf-8")
+
+
+def _tests(totals: Mapping[str, Any]) -> str:
+    """``1 test (1 passed)``, ``12 tests (2 error, 1 failed, 9 passed)``."""
+    count = totals["tests"]
+    outcomes = ", ".join(f"{n} {name}" for name, n in totals["outcomes"].items())
+    return f"{count} test{'' if count == 1 else 's'} ({outcomes})"
 
 
 def _ms(value: float | None) -> str:
