@@ -61,6 +61,17 @@ def register(config: pytest.Config) -> None:
         config.pluginmanager.register(TrackingPlugin(config), PLUGIN_NAME)
 
 
+def check_uri(settings: settings_mod.Settings) -> None:
+    """A tracking URI MLflow cannot use is a usage error at start-up, said in one line."""
+    uri = settings.tracking_uri
+    problem = uri_mod.problem(uri) if uri else None
+    if problem:
+        raise pytest.UsageError(
+            f"The MLflow tracking URI {uri!r} ({settings.tracking_uri_source}) {problem} "
+            "Or unset it to use the embedded store .llmops/mlflow.db."
+        )
+
+
 def get(config: pytest.Config) -> TrackingPlugin:
     """This process's :class:`TrackingPlugin`."""
     plugin = config.pluginmanager.get_plugin(PLUGIN_NAME)
@@ -93,6 +104,7 @@ class TrackingPlugin:
         bootstrap.prepare_environment()
         self.config = config
         self.settings = settings_mod.get(config)
+        check_uri(self.settings)
         self.uri = uri_mod.resolve_uri(self.settings.tracking_uri, self.settings.rootdir)
         self.session_id = session_mod.session_id(config)
         self.worker = session_mod.worker_id(config)
