@@ -165,13 +165,16 @@ def write_lab_cassettes(root: Path, module: str = "test_lab") -> None:
         cb.write(root, module, name, cb.chat(question, "Ha.", 10, 2))
 
 
-def run_pytest(root: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+def run_pytest(
+    root: Path, *args: str, timeout: float = 600, env: dict[str, str] | None = None, **popen: Any
+) -> subprocess.CompletedProcess[str]:
     """pytest on ``root`` in a subprocess (xdist and interrupts need one; it also keeps mlflow's
-    process-wide state out of this one), with the environment of a new user."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(CLEAN_ENV_PREFIXES)}
+    process-wide state out of this one), with the environment of a new user (plus ``env``)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(CLEAN_ENV_PREFIXES)}
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
-        cwd=root, env=env, capture_output=True, text=True, timeout=timeout, check=False,
+        cwd=root, env={**clean, **(env or {})}, capture_output=True, text=True, timeout=timeout,
+        check=False, **popen,
     )
 
 

@@ -77,4 +77,9 @@ class SweepUnavailable(LLMOpsError):
 
 class TrackingError(LLMOpsError):
     """The MLflow tracking store cannot be used: its URI, or the store itself (unreachable,
-    read-only, corrupt, locked, full). The message names the store and the fix."""
+    read-only, corrupt, locked, full). The message names the store and the fix; ``kind``
+    says which (``"unreachable"``, ``"read_only"``, ``"corrupt"``, ``"locked"``, ``"full"``...)."""
+
+    def __init__(self, message: str, kind: str = "other") -> None:
+        super().__init__(message)
+        self.kind = kind

@@ -13,12 +13,15 @@ hundreds of thousands of objects mlflow and its dependencies leave (~1.2 s:
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import gc
+import logging
 import os
 import sys
 import warnings
 from collections.abc import Iterator
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +57,7 @@ def import_mlflow() -> None:
     emitted once, at import, so importing the module here under a local filter is enough.
     """
     prepare_environment()
+    skip_final_collection()
     already_imported = "mlflow" in sys.modules
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"mlflow(\.|$)")
@@ -70,10 +74,18 @@ def import_mlflow() -> None:
 @contextlib.contextmanager
 def quiet_mlflow() -> Iterator[None]:
     """Ignore warnings raised inside MLflow (and SQLAlchemy under it) for a block: they are
-    MLflow's business, and a ``-W error`` suite must not fail on them."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", module=r"(mlflow|sqlalchemy|alembic)(\.|$)")
-        yield
+    MLflow's business, and a ``-W error`` suite must not fail on them. MLflow's store also
+    logs each database error it raises, with its traceback, on stderr: the plugin says what
+    went wrong itself (:mod:`.health`), once, so those logs are held back too."""
+    store_logger = logging.getLogger("mlflow.store")  # its modules' loggers inherit the level
+    level = store_logger.level
+    store_logger.setLevel(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", module=r"(mlflow|sqlalchemy|alembic)(\.|$)")
+            yield
+    finally:
+        store_logger.setLevel(level)
 
 
 def tune_sqlite(client: MlflowClient, uri: str) -> None:
@@ -149,16 +161,19 @@ def create_sqlite_store(path: Path) -> bool:
         building.unlink(missing_ok=True)
 
 
+@cache
 def skip_final_collection() -> None:
-    """Spare the process the garbage collection of every object at exit.
+    """Spare this process the garbage collection of every object at exit (registered once,
+    by :func:`import_mlflow`).
 
     An interpreter that imported mlflow (with pandas, pydantic, SQLAlchemy, alembic, the
     OpenTelemetry SDK...) spends ~1.2 s collecting and tearing down its objects when it
-    exits, measured; the session's output is printed by then. ``gc.freeze()`` moves every
-    object alive now into the permanent generation, which the final collections skip:
-    objects still reachable are freed as usual when modules are cleared, ``atexit``
-    handlers run as usual, and objects made from now on are collected as usual. What is no
-    longer collected is a reference cycle that exists now and would only die at exit
+    exits, measured; the session's output is printed by then. At exit (an ``atexit``
+    handler: a program that runs ``pytest.main()`` and goes on is not affected),
+    ``gc.freeze()`` moves every object still alive into the permanent generation, which the
+    final collections skip. Objects still reachable are freed as usual when modules are
+    cleared, and ``atexit`` handlers registered earlier run after this one as usual; what is
+    no longer collected is a reference cycle that would only die in the final collection
     (the process is ending: the operating system takes its memory back).
     """
-    gc.freeze()
+    atexit.register(gc.freeze)

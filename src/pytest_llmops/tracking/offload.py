@@ -11,8 +11,9 @@ together.
 Runs are still created by the tests' process: their row must exist before the test's code
 may log into them (one short transaction, :mod:`.sqlruns`).
 
-The helper is started with the first write and takes over once it has imported mlflow
-(~2 s): until then, and in sessions shorter than that, the tests' process writes itself.
+The helper is started with the first write of a session with at least :data:`MIN_TESTS`
+tracked tests, and takes over once it has imported mlflow (~2 s): until then, and in
+shorter sessions, the tests' process writes itself.
 
 Correct and complete:
 
@@ -55,14 +56,24 @@ ANSWER_TIMEOUT_S = 300.0
 """How long a flush waits for the helper's answer before writing the traces itself."""
 EXIT_TIMEOUT_S = 30.0
 DISABLE_ENV = "LLMOPS_TRACE_PROCESS"
-"""``LLMOPS_TRACE_PROCESS=0`` keeps trace writing in the tests' process."""
+"""``LLMOPS_TRACE_PROCESS=0`` keeps trace writing in the tests' process; ``=1`` uses the
+helper whatever the number of tracked tests."""
+MIN_TESTS = 200
+"""Tracked tests a session needs for the helper to pay off: at ~11 ms per marked test
+written in-process, ~250 of them go by while the helper starts (``benchmarks/bench_marker.py``)."""
 
 
-def wanted(uri: str, under_xdist: bool) -> bool:
+def wanted(uri: str, under_xdist: bool, tracked_tests: int) -> bool:
     """Whether a session writes its traces through a helper: a SQLite store (the others
-    are a server's work, or Databricks'), no xdist, more than one core, POSIX, not
-    switched off."""
-    if os.environ.get(DISABLE_ENV, "").strip().lower() in ("0", "false", "no", "off"):
+    are a server's work, or Databricks'), no xdist, more than one core, POSIX, and at least
+    :data:`MIN_TESTS` tracked tests (``LLMOPS_TRACE_PROCESS=1``: whatever their number;
+    ``=0``: never).
+
+    The helper imports mlflow on the other core (~2-3 s of CPU) and only takes over once it
+    has: a shorter session would pay for it and never use it.
+    """
+    setting = os.environ.get(DISABLE_ENV, "").strip().lower()
+    if setting in ("0", "false", "no", "off"):
         return False
     if sys.platform == "win32":  # select() on pipes is POSIX
         return False
@@ -70,7 +81,8 @@ def wanted(uri: str, under_xdist: bool) -> bool:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not on Linux
         cores = os.cpu_count() or 1
-    return sqlite_path(uri) is not None and not under_xdist and cores > 1
+    enough = tracked_tests >= MIN_TESTS or setting in ("1", "true", "yes", "on")
+    return sqlite_path(uri) is not None and not under_xdist and cores > 1 and enough
 
 
 class HelperGone(Exception):

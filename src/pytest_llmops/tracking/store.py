@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_llmops.errors import TrackingError
-from pytest_llmops.tracking.bootstrap import import_mlflow, quiet_mlflow, tune_sqlite
-from pytest_llmops.tracking.uri import artifact_location, experiment_path
+from pytest_llmops.tracking import health, orphans
+from pytest_llmops.tracking.bootstrap import create_sqlite_store, import_mlflow, quiet_mlflow, tune_sqlite
+from pytest_llmops.tracking.uri import artifact_location, experiment_path, sqlite_path
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -41,7 +42,6 @@ DEFAULT_EXPERIMENT = "pytest-llmops"
 marker names one."""
 
 LOCK_TIMEOUT_S = 300.0
-SESSION_ROLE = "session"
 
 
 @cache
@@ -71,6 +71,10 @@ class SessionStore:
     ``state_dir`` holds ``tracking.lock`` and ``<session id>.json`` (the experiments and
     parent runs of the invocation, written under the lock by whichever process needed
     them first). ``parent_tags()`` gives the tags of a parent run when one is created.
+
+    A store that cannot be used (:mod:`.health`) is found out once per session: the first
+    process to find it records the :class:`TrackingError` in the state file, and from then
+    on every process of the session raises it at once, without trying the store again.
     """
 
     def __init__(
@@ -84,6 +88,8 @@ class SessionStore:
         self.state_dir = state_dir
         self.session_id = session_id
         self.parent_tags = parent_tags
+        self.failure: TrackingError | None = None
+        """The store failure this session met, if any (then nothing more is tried)."""
         self._previous_uri: tuple[str | None] | None = None
         self._client: MlflowClient | None = None
         self._experiments: dict[str, ExperimentRef] = {}
@@ -97,22 +103,37 @@ class SessionStore:
         """The cross-process lock that serialises store creation and the state file."""
         from filelock import FileLock, Timeout
 
-        self.state_dir.mkdir(parents=True, exist_ok=True)
         lock = FileLock(str(self.state_dir / "tracking.lock"), timeout=LOCK_TIMEOUT_S)
         try:
-            with lock:
-                yield
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            lock.acquire()
         except Timeout as exc:
-            raise TrackingError(
+            self.failure = TrackingError(
                 f"Waited {LOCK_TIMEOUT_S:.0f} s for {lock.lock_file}: another pytest process holds it. "
-                "If none is running, delete the file and run again."
-            ) from exc
+                "If none is running, delete the file and run again.",
+                "locked",
+            )
+            raise self.failure from exc
+        except OSError as exc:
+            self.failure = TrackingError(
+                f"pytest-llmops cannot keep its tracking state in {self.state_dir} ({type(exc).__name__}: "
+                f"{exc}). Make the folder writable (or free space on its disk).",
+                "read_only",
+            )
+            raise self.failure from exc
+        try:
+            yield
+        finally:
+            lock.release()
 
     def client(self) -> MlflowClient:
         """An ``MlflowClient`` for the store; the first one of the process is created under the
         lock, so that a fresh SQLite store is migrated by exactly one process."""
+        if self.failure is not None:
+            raise self.failure
         if self._client is None:
-            with self.locked():
+            with self.locked(), self._failing():
+                self._raise_shared_failure()
                 self._client = self._open()
         return self._client
 
@@ -121,7 +142,14 @@ class SessionStore:
         import mlflow
         from mlflow import MlflowClient
 
+        health.probe(self.uri)  # seconds at most, not MLflow's minutes of retries
+        path = sqlite_path(self.uri)
         with quiet_mlflow():
+            if path is not None:
+                create_sqlite_store(path)
+            client = MlflowClient(self.uri)
+            client.search_experiments(max_results=1)  # opens (and checks) the store
+            tune_sqlite(client, self.uri)
             # The process's tracking URI, for the test's own mlflow calls (the lab's
             # start_run); put back in restore().
             from mlflow.tracking._tracking_service import utils
@@ -130,17 +158,38 @@ class SessionStore:
             if previous != self.uri:
                 self._previous_uri = (previous,)
                 mlflow.set_tracking_uri(self.uri)
-            client = MlflowClient(self.uri)
-            try:
-                client.search_experiments(max_results=1)  # creates and migrates a fresh store
-            except Exception as exc:
-                raise TrackingError(
-                    f"Cannot use the MLflow tracking store {self.uri}: {type(exc).__name__}: {exc}. "
-                    "Check --llmops-tracking-uri / llmops_tracking_uri / MLFLOW_TRACKING_URI (unset them "
-                    "to use the embedded store .llmops/mlflow.db)."
-                ) from exc
-            tune_sqlite(client, self.uri)
         return client
+
+    @contextlib.contextmanager
+    def _failing(self) -> Iterator[None]:
+        """Turn an error of the block into the session's store failure: remembered here,
+        recorded for the session's other processes, raised as a :class:`TrackingError`."""
+        try:
+            yield
+        except TrackingError as exc:
+            if exc.kind == "experiment":
+                raise  # one experiment's problem, not the store's
+            self._record(exc)
+            raise
+        except Exception as exc:
+            error = health.failure(self.uri, exc)
+            self._record(error)
+            raise error from exc
+
+    def _record(self, error: TrackingError) -> None:
+        self.failure = error
+        with contextlib.suppress(OSError):
+            state = self._read_state()
+            state["failure"] = {"message": str(error), "kind": error.kind}
+            self._write_state(state)
+
+
+    def _raise_shared_failure(self) -> None:
+        """Raise the failure another process of this session recorded (lock held)."""
+        shared = self._read_state().get("failure")
+        if shared:
+            self.failure = TrackingError(shared["message"], shared.get("kind", "other"))
+            raise self.failure
 
     def restore(self) -> None:
         """Give the process back the tracking URI it had before the session used the store."""
@@ -151,17 +200,20 @@ class SessionStore:
             self._previous_uri = None
 
     def experiment(self, name: str) -> ExperimentRef:
-        """The experiment ``name`` (created if needed) and this session's parent run in it."""
+        """The experiment ``name`` (created if needed) and this session's parent run in it;
+        sessions of this host that died and left runs RUNNING there are closed first."""
         known = self._experiments.get(name)
         if known is not None:
             return known
         client = self.client()
-        with self.locked():
+        with self.locked(), self._failing():
+            self._raise_shared_failure()
             state = self._read_state()
             entry = state["experiments"].get(name)
             if entry is None:
                 with quiet_mlflow():
                     entry = self._create(client, name)
+                    orphans.close_dead_sessions(client, entry["experiment_id"], self.session_id)
                 state["experiments"][name] = entry
                 self._write_state(state)
         ref = ExperimentRef(name, entry["experiment_id"], entry["parent_run_id"])
@@ -177,12 +229,13 @@ class SessionStore:
             raise TrackingError(
                 f"The MLflow experiment {name!r} is deleted in {self.uri}: restore it "
                 f"(`mlflow experiments restore --experiment-id {experiment.experiment_id}`), "
-                "or choose another name with --llmops-experiment."
+                "or choose another name with --llmops-experiment.",
+                "experiment",
             )
         else:
             experiment_id = experiment.experiment_id
         tags = {
-            "llmops.role": SESSION_ROLE,
+            orphans.ROLE_TAG: orphans.SESSION_ROLE,
             "llmops.session_id": self.session_id,
             "mlflow.source.type": "LOCAL",
             **(self.parent_tags() if self.parent_tags else {}),
@@ -201,8 +254,11 @@ class SessionStore:
 
     def _write_state(self, state: dict[str, Any]) -> None:
         temporary = self.state_file.with_suffix(f".{os.getpid()}.tmp")
-        temporary.write_text(json.dumps(state, indent=1), encoding="utf-8")
-        os.replace(temporary, self.state_file)
+        try:
+            temporary.write_text(json.dumps(state, indent=1), encoding="utf-8")
+            os.replace(temporary, self.state_file)
+        finally:
+            temporary.unlink(missing_ok=True)
 
     def finish(
         self, status: str, metrics: Callable[[str], Mapping[str, float]] | None = None
@@ -211,24 +267,27 @@ class SessionStore:
 
         Child runs still RUNNING (their worker crashed, or the session was interrupted before
         their teardown) are set to KILLED. Does nothing, and imports nothing, when no process
-        of the session used the store. ``metrics(experiment name)`` gives the metrics logged
-        on that experiment's parent run.
+        of the session used the store; tries nothing more when the store failed (a later
+        session closes the runs left RUNNING). ``metrics(experiment name)`` gives the metrics
+        logged on that experiment's parent run. Raises :class:`TrackingError`.
         """
         if not self.state_file.is_file():
             return []
         with self.locked():
-            state = self._read_state()
-            refs = [
-                ExperimentRef(name, entry["experiment_id"], entry["parent_run_id"])
-                for name, entry in state["experiments"].items()
-            ]
-            if refs:
-                client = self._client or self._open()
-                self._client = client
-                with quiet_mlflow():
-                    for ref in refs:
-                        self._finish_parent(client, ref, status, metrics(ref.name) if metrics else {})
-            self.state_file.unlink(missing_ok=True)
+            try:
+                state = self._read_state()
+                refs = [
+                    ExperimentRef(name, entry["experiment_id"], entry["parent_run_id"])
+                    for name, entry in state["experiments"].items()
+                ]
+                if refs and self.failure is None and not state.get("failure"):
+                    with self._failing(), quiet_mlflow():
+                        client = self._client or self._open()
+                        self._client = client
+                        for ref in refs:
+                            self._finish_parent(client, ref, status, metrics(ref.name) if metrics else {})
+            finally:
+                self.state_file.unlink(missing_ok=True)
         return refs
 
     @property
@@ -254,11 +313,7 @@ class SessionStore:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        still_running = f"tags.mlflow.parentRunId = '{ref.parent_run_id}' and attributes.status = 'RUNNING'"
-        orphans = client.search_runs([ref.experiment_id], filter_string=still_running, max_results=1000)
-        for orphan in orphans:
-            client.set_tag(orphan.info.run_id, "llmops.outcome", "interrupted")
-            client.set_terminated(orphan.info.run_id, "KILLED", end_time=now)
+        orphans.close_open_runs(client, ref.experiment_id, ref.parent_run_id, now)
         if metrics:
             batch = [Metric(key, float(value), now, 0) for key, value in metrics.items()]
             client.log_batch(ref.parent_run_id, metrics=batch)

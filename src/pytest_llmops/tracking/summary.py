@@ -16,6 +16,8 @@ from typing import Any
 
 REPORT_ATTRIBUTE = "llmops_run"
 """Name of the teardown report attribute that carries a :class:`TestRecord` as a dict."""
+UNTRACKED_ATTRIBUTE = "llmops_untracked"
+"""Teardown report attribute set on a tracked test that ran without its run (the store failed)."""
 
 
 @dataclass
@@ -57,6 +59,8 @@ class Summary:
     parent_runs: list[dict[str, str]] = field(default_factory=list)
     """``{"experiment", "experiment_id", "parent_run_id", "status"}`` per experiment used."""
     errors: list[str] = field(default_factory=list)
+    untracked: int = 0
+    """Tracked tests that ran without their run, because the store failed (see ``errors``)."""
 
     def sorted_records(self) -> list[TestRecord]:
         return sorted(self.records, key=lambda r: r.nodeid)
@@ -84,7 +88,7 @@ class Summary:
         """The terminal table, totals and the command that opens the store; only the
         warnings when no marked test ran (nothing else to show)."""
         if not self.records:
-            return [f"warning: {error}" for error in self.errors]
+            return self._warnings()
         header = f"{'outcome':<11} {'calls':>5} {'tokens':>8} {'mean ms':>9}  test"
         lines = [header]
         for record in self.sorted_records():
@@ -105,7 +109,15 @@ class Summary:
             )
         lines.append(f"tracking store: {self.tracking_uri}")
         lines.append(f"open it: {self.ui_command}")
-        lines.extend(f"warning: {error}" for error in self.errors)
+        return lines + self._warnings()
+
+    def _warnings(self) -> list[str]:
+        lines = [f"warning: {error}" for error in self.errors]
+        if self.untracked:
+            lines.append(
+                f"warning: {self.untracked} tracked test{'' if self.untracked == 1 else 's'} ran without "
+                "tracking: their outcomes are their own; --llmops-strict makes them fail instead."
+            )
         return lines
 
     def to_dict(self) -> dict[str, Any]:
@@ -117,6 +129,7 @@ class Summary:
             "totals": self.totals(),
             "tests": [r.to_dict() for r in self.sorted_records()],
             "errors": self.errors,
+            "untracked": self.untracked,
         }
 
     def to_json(self) -> str:
@@ -148,7 +161,7 @@ class Summary:
                 f"`{parent['parent_run_id']}` ({parent.get('status', 'RUNNING')})"
             )
         out += ["", "Open it:", "", "```", self.ui_command, "```", ""]
-        out.extend(f"> warning: {error}" for error in self.errors)
+        out.extend(f"> {line}" for line in self._warnings())
         return "\n".join(out) + "\n"
 
     def write(self, path: Path) -> None:
@@ -156,6 +169,23 @@ class Summary:
         path.parent.mkdir(parents=True, exist_ok=True)
         text = self.to_markdown() if path.suffix.lower() in (".md", ".markdown") else self.to_json()
         path.write_text(text, encoding="utf-8")
+
+
+def session_metrics(records: list[TestRecord]) -> dict[str, float]:
+    """Totals of a session's tests in one experiment, logged on its session run."""
+    if not records:
+        return {}
+    totals = Summary("", "", "", records).totals()
+    metrics = {
+        "llmops.tests": float(totals["tests"]),
+        "llmops.llm_calls": float(totals["llm_calls"]),
+        "llmops.prompt_tokens": float(totals["prompt_tokens"]),
+        "llmops.completion_tokens": float(totals["completion_tokens"]),
+        "llmops.total_tokens": float(totals["total_tokens"]),
+    }
+    for name, count in totals["outcomes"].items():
+        metrics[f"llmops.{name}"] = float(count)
+    return metrics
 
 
 def _tests(totals: Mapping[str, Any]) -> str:

@@ -17,6 +17,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pytest
+
 DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 """SQLAlchemy dialects MLflow's SQL store takes (``postgresql+psycopg2://`` and the like too)."""
 DEFAULT_DRIVERS = {"postgresql": "psycopg2", "mysql": "MySQLdb", "mssql": "pyodbc"}
@@ -104,6 +106,16 @@ def ui_command(uri: str) -> str:
 
 
 # -- can MLflow use it? -----------------------------------------------------------------
+def check(uri: str | None, source: str | None) -> None:
+    """A tracking URI MLflow cannot use is a usage error at start-up, said in one line."""
+    found = problem(uri) if uri else None
+    if found:
+        raise pytest.UsageError(
+            f"The MLflow tracking URI {uri!r} ({source}) {found} "
+            "Or unset it to use the embedded store .llmops/mlflow.db."
+        )
+
+
 def problem(uri: str, environ: Mapping[str, str] | None = None) -> str | None:
     """Why MLflow cannot use ``uri`` as a tracking store (one sentence with the fix), or None.
 
