@@ -189,7 +189,8 @@ class TrackingPlugin:
             if diagnosed is None:
                 raise  # this test's run (its tags...), not the store
             failure = diagnosed
-            self.store.failure = failure
+            with contextlib.suppress(TrackingError), self.store.locked():
+                self.store.record_failure(failure)
         else:
             collector = Collector(run.info.run_id, item.nodeid)
             tracked = TrackedTest(run, collector, ref.experiment_id, ref.name, options)

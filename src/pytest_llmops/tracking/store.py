@@ -169,20 +169,21 @@ class SessionStore:
         except TrackingError as exc:
             if exc.kind == "experiment":
                 raise  # one experiment's problem, not the store's
-            self._record(exc)
+            self.record_failure(exc)
             raise
         except Exception as exc:
             error = health.failure(self.uri, exc)
-            self._record(error)
+            self.record_failure(error)
             raise error from exc
 
-    def _record(self, error: TrackingError) -> None:
+    def record_failure(self, error: TrackingError) -> None:
+        """Remember a store failure, for this process and the session's others (the caller
+        holds the lock)."""
         self.failure = error
         with contextlib.suppress(OSError):
             state = self._read_state()
             state["failure"] = {"message": str(error), "kind": error.kind}
             self._write_state(state)
-
 
     def _raise_shared_failure(self) -> None:
         """Raise the failure another process of this session recorded (lock held)."""
@@ -213,12 +214,21 @@ class SessionStore:
             if entry is None:
                 with quiet_mlflow():
                     entry = self._create(client, name)
-                    orphans.close_dead_sessions(client, entry["experiment_id"], self.session_id)
+                    self._close_dead_sessions(client, entry["experiment_id"])
                 state["experiments"][name] = entry
                 self._write_state(state)
         ref = ExperimentRef(name, entry["experiment_id"], entry["parent_run_id"])
         self._experiments[name] = ref
         return ref
+
+    def _close_dead_sessions(self, client: MlflowClient, experiment_id: str) -> None:
+        """Close the runs killed sessions left RUNNING (:mod:`.orphans`): a courtesy to the
+        past, never this session's failure unless the store itself fails."""
+        try:
+            orphans.close_dead_sessions(client, experiment_id, self.session_id)
+        except Exception as exc:
+            if health.diagnose(self.uri, exc) is not None:
+                raise
 
     def _create(self, client: MlflowClient, name: str) -> dict[str, str]:
         name = experiment_path(self.uri, name)
@@ -263,7 +273,8 @@ class SessionStore:
     def finish(
         self, status: str, metrics: Callable[[str], Mapping[str, float]] | None = None
     ) -> list[ExperimentRef]:
-        """End the session's parent runs with ``status`` (controller, at session end).
+        """End the session's parent runs with ``status`` (controller, at session end); those
+        it ended.
 
         Child runs still RUNNING (their worker crashed, or the session was interrupted before
         their teardown) are set to KILLED. Does nothing, and imports nothing, when no process
@@ -273,6 +284,7 @@ class SessionStore:
         """
         if not self.state_file.is_file():
             return []
+        ended: list[ExperimentRef] = []
         with self.locked():
             try:
                 state = self._read_state()
@@ -286,9 +298,10 @@ class SessionStore:
                         self._client = client
                         for ref in refs:
                             self._finish_parent(client, ref, status, metrics(ref.name) if metrics else {})
+                            ended.append(ref)
             finally:
                 self.state_file.unlink(missing_ok=True)
-        return refs
+        return ended
 
     @property
     def errors_file(self) -> Path:
