@@ -187,7 +187,7 @@ def _failure(uri: str, kind: str, exc: BaseException) -> TrackingError:
             "the next session creates a new store there (or restore it from a backup)."
         ),
         "locked": (
-            f"is locked by another process ({detail}; waited {LOCK_WAIT_S:.0f} s for its write transaction). "
+            f"is locked by another process ({detail}): it holds a write transaction on the store. "
             "End that process (a `sqlite3` shell, a stuck pytest or script) and run again."
         ),
         "full": (

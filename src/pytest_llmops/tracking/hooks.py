@@ -100,7 +100,8 @@ class TrackingPlugin:
         self._writer: StoreWriter | None = None
         self._pending: dict[str, TestRecord] = {}
         self._errors: list[str] = []
-        self._untracked: set[str] = set()
+        self._untracked: dict[str, str] = {}
+        """Tracked tests of this process that ran untracked, with the store's failure."""
         self.untracked = 0
         """Tracked tests that ran without their run (the store failed): counted in the
         controller, from their reports."""
@@ -147,7 +148,6 @@ class TrackingPlugin:
 
         tracked = self._start(item)
         if tracked is None:
-            self._untracked.add(item.nodeid)
             yield None
             return
         started = False
@@ -174,12 +174,12 @@ class TrackingPlugin:
         mark = item.get_closest_marker("llmops")
         options = run_options(item.nodeid, mark) if mark is not None else RunOptions()
         try:
-            known = self.store.failure or (self._writer.failure if self._writer is not None else None)
-            if known is not None:
-                raise known
+            if self.failure is not None:
+                raise self.failure
             ref = self.store.experiment(options.experiment or self.default_experiment)
             name = options.run_name or runs.run_name(item.nodeid)
-            tags = self._start_tags(item, ref, options)
+            parent = ref.parent_run_id
+            tags = testrun.start_tags(item, parent, options, self.settings, self.worker, self.session_id)
             with quiet_mlflow():
                 run = runs.activate(self.writer.create_run(ref.experiment_id, name, tags, now_ms()))
         except TrackingError as error:
@@ -198,28 +198,14 @@ class TrackingPlugin:
             return tracked
         if failure.kind == "experiment" or self.settings.strict or testrun.needs_tracking(item):
             raise failure
-        if str(failure) not in self._errors:
-            self._errors.append(str(failure))
+        self._untracked[item.nodeid] = str(failure)
         return None
 
-    def _start_tags(
-        self, item: pytest.Item, ref: tracking_store.ExperimentRef, options: RunOptions
-    ) -> dict[str, str]:
-        """Tags known when the test starts (written with the run, in one insert)."""
-        tags = {
-            "mlflow.parentRunId": ref.parent_run_id,
-            "mlflow.source.type": "LOCAL",
-            "mlflow.source.name": item.nodeid.split("::", 1)[0],
-            "llmops.nodeid": item.nodeid,
-            "llmops.mode": self.settings.mode,
-            "llmops.worker": self.worker,
-            "llmops.session_id": self.session_id,
-        }
-        commit = tracking_store.git_commit(str(self.settings.rootdir))
-        if commit:
-            tags.update({"llmops.git_commit": commit, "mlflow.source.git.commit": commit})
-        tags.update({key: runs.clip(value) for key, value in (options.tags or {}).items()})
-        return tags
+    @property
+    def failure(self) -> TrackingError | None:
+        """The tracking store's failure this process met, if any (then nothing is tracked)."""
+        store_failure = self._store.failure if self._store is not None else None
+        return store_failure or (self._writer.failure if self._writer is not None else None)
 
     def _end(
         self,
@@ -314,15 +300,18 @@ class TrackingPlugin:
             if report.failed and record.outcome not in ("failed", "error"):
                 self._teardown_failed(record)
             setattr(report, REPORT_ATTRIBUTE, record.to_dict())
-        if report.nodeid in self._untracked:
-            self._untracked.discard(report.nodeid)
-            setattr(report, UNTRACKED_ATTRIBUTE, True)
+        if report.nodeid in self._untracked:  # the failure travels with the report
+            setattr(report, UNTRACKED_ATTRIBUTE, self._untracked.pop(report.nodeid))
         if self.is_worker:
             return
         data = getattr(report, REPORT_ATTRIBUTE, None)
         if data is not None:
             self.records.append(TestRecord.from_dict(data))
-        self.untracked += bool(getattr(report, UNTRACKED_ATTRIBUTE, False))
+        failure = getattr(report, UNTRACKED_ATTRIBUTE, None)
+        if failure:
+            self.untracked += 1
+            if failure not in self._errors:
+                self._errors.append(failure)
 
     def _teardown_failed(self, record: TestRecord) -> None:
         from pytest_llmops.tracking.sqlruns import RunFinish

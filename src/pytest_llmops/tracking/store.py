@@ -141,7 +141,15 @@ class SessionStore:
         import_mlflow()
         import mlflow
         from mlflow import MlflowClient
+        from mlflow.tracking._tracking_service import utils
 
+        # The process's tracking URI, for the test's own mlflow calls (the lab's start_run),
+        # also when the store fails (they then meet that store, not a stray ./mlflow.db);
+        # put back in restore().
+        previous = utils._tracking_uri
+        if previous != self.uri:
+            self._previous_uri = (previous,)
+            mlflow.set_tracking_uri(self.uri)
         health.probe(self.uri)  # seconds at most, not MLflow's minutes of retries
         path = sqlite_path(self.uri)
         with quiet_mlflow():
@@ -150,14 +158,6 @@ class SessionStore:
             client = MlflowClient(self.uri)
             client.search_experiments(max_results=1)  # opens (and checks) the store
             tune_sqlite(client, self.uri)
-            # The process's tracking URI, for the test's own mlflow calls (the lab's
-            # start_run); put back in restore().
-            from mlflow.tracking._tracking_service import utils
-
-            previous = utils._tracking_uri
-            if previous != self.uri:
-                self._previous_uri = (previous,)
-                mlflow.set_tracking_uri(self.uri)
         return client
 
     @contextlib.contextmanager

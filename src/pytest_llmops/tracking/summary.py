@@ -17,7 +17,7 @@ from typing import Any
 REPORT_ATTRIBUTE = "llmops_run"
 """Name of the teardown report attribute that carries a :class:`TestRecord` as a dict."""
 UNTRACKED_ATTRIBUTE = "llmops_untracked"
-"""Teardown report attribute set on a tracked test that ran without its run (the store failed)."""
+"""Teardown report attribute of a tracked test that ran without its run: the store's failure."""
 
 
 @dataclass

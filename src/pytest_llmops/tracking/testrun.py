@@ -1,6 +1,6 @@
 """One tracked test: whether a test is tracked, what it needs of tracking, and what its run
-carries when it starts (tags) and when it ends (outcome, status, params, metrics, tags, and
-the test's summary row)."""
+carries when it starts (:func:`start_tags`) and when it ends (:func:`run_end`: outcome,
+status, params, metrics, tags, and the test's summary row)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest
 
 from pytest_llmops.cassettes.fixtures import cassette_key
 from pytest_llmops.tracking import runs
+from pytest_llmops.tracking.store import git_commit
 from pytest_llmops.tracking.summary import TestRecord
 from pytest_llmops.tracking.traces import Collector
 from pytest_llmops.validation import RunOptions
@@ -20,6 +21,7 @@ from pytest_llmops.validation import RunOptions
 if TYPE_CHECKING:
     from mlflow.entities import Run
 
+    from pytest_llmops.settings import Settings
     from pytest_llmops.tracking.sqlruns import RunFinish
 
 TRACKING_FIXTURES = frozenset({"llmops_run", "llmops_traces", "mlflow_experiment"})
@@ -61,6 +63,31 @@ class TrackedTest:
 
 
 tracked_key = pytest.StashKey[TrackedTest]()
+
+
+def start_tags(
+    item: pytest.Item,
+    parent_run_id: str,
+    options: RunOptions,
+    settings: Settings,
+    worker: str,
+    session_id: str,
+) -> dict[str, str]:
+    """Tags known when the test starts (written with the run, in one insert)."""
+    tags = {
+        "mlflow.parentRunId": parent_run_id,
+        "mlflow.source.type": "LOCAL",
+        "mlflow.source.name": item.nodeid.split("::", 1)[0],
+        "llmops.nodeid": item.nodeid,
+        "llmops.mode": settings.mode,
+        "llmops.worker": worker,
+        "llmops.session_id": session_id,
+    }
+    commit = git_commit(str(settings.rootdir))
+    if commit:
+        tags.update({"llmops.git_commit": commit, "mlflow.source.git.commit": commit})
+    tags.update({key: runs.clip(value) for key, value in (options.tags or {}).items()})
+    return tags
 
 
 def run_end(
