@@ -80,7 +80,7 @@ def _probe_sqlite(uri: str, path: Path) -> None:
         if not os.access(target, os.W_OK):
             raise _failure(uri, "read_only", OSError(errno.EACCES, "not writable", str(target)))
     if not path.exists():
-        return  # created, fast, by bootstrap.create_sqlite_store
+        return  # created, fast, by freshstore.create_sqlite_store
     try:
         with contextlib.closing(sqlite3.connect(path, timeout=LOCK_WAIT_S, isolation_level=None)) as db:
             db.execute("PRAGMA schema_version").fetchone()  # reads the header: a database at all?

@@ -19,6 +19,7 @@ Per process, under xdist too:
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +29,7 @@ from pytest_llmops import session as session_mod
 from pytest_llmops import settings as settings_mod
 from pytest_llmops.cassettes.fixtures import reports_key
 from pytest_llmops.errors import TrackingError
-from pytest_llmops.tracking import bootstrap, health, orphans, runs, testrun
+from pytest_llmops.tracking import bootstrap, runs, testrun
 from pytest_llmops.tracking import store as tracking_store
 from pytest_llmops.tracking import uri as uri_mod
 from pytest_llmops.tracking.bootstrap import quiet_mlflow
@@ -106,10 +107,16 @@ class TrackingPlugin:
         """Tracked tests that ran without their run (the store failed): counted in the
         controller, from their reports."""
         self.tracked_count = 0
-        workerinput = getattr(config, "workerinput", None) or {}
-        self.owner = str(workerinput.get(OWNER_KEY) or orphans.owner())
 
-    # -- lazily built state -----------------------------------------------------------
+    # -- lazily built state (health, orphans, the store's modules: not at plugin load) --
+    @functools.cached_property
+    def owner(self) -> str:
+        """The session's owner (:func:`.orphans.owner`): the xdist controller, or this process."""
+        from pytest_llmops.tracking import orphans
+
+        workerinput = getattr(self.config, "workerinput", None) or {}
+        return str(workerinput.get(OWNER_KEY) or orphans.owner())
+
     @property
     def store(self) -> tracking_store.SessionStore:
         if self._store is None:
@@ -119,6 +126,8 @@ class TrackingPlugin:
 
     def _parent_tags(self) -> dict[str, str]:
         """Tags of the session's parent runs (computed once, when the first is created)."""
+        from pytest_llmops.tracking import orphans
+
         args = " ".join(str(a) for a in self.config.invocation_params.args)
         tags = {
             "llmops.mode": self.settings.mode,
@@ -185,6 +194,8 @@ class TrackingPlugin:
         except TrackingError as error:
             failure = error
         except Exception as exc:
+            from pytest_llmops.tracking import health
+
             diagnosed = health.diagnose(self.uri, exc)
             if diagnosed is None:
                 raise  # this test's run (its tags...), not the store
@@ -330,7 +341,7 @@ class TrackingPlugin:
                 with quiet_mlflow():
                     errors = self._writer.close()
             except Exception as exc:  # whatever happens, the summary is made
-                errors = [str(health.failure(self.uri, exc))]
+                errors = [self._failure_message(exc)]
             self._errors.extend(error for error in errors if error not in self._errors)
         if self.is_worker:
             if self._errors:
@@ -345,7 +356,7 @@ class TrackingPlugin:
             parents = self.store.finish(status, self._session_metrics)
         except Exception as exc:
             parents = []
-            self._errors.append(str(health.failure(self.uri, exc)))
+            self._errors.append(self._failure_message(exc))
         with contextlib.suppress(OSError):
             self._errors.extend(self.store.read_errors())
         summary = Summary(
@@ -374,6 +385,11 @@ class TrackingPlugin:
                     f"pytest-llmops could not write the report {self.settings.report} ({exc}); "
                     "free space there, or give --llmops-report another path."
                 )
+
+    def _failure_message(self, exc: Exception) -> str:
+        from pytest_llmops.tracking import health
+
+        return str(health.failure(self.uri, exc))
 
     def _session_metrics(self, experiment: str) -> dict[str, float]:
         return session_metrics([r for r in self.records if r.experiment == experiment])

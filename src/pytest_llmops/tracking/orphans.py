@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 OWNER_TAG = "llmops.owner"
 ROLE_TAG = "llmops.role"
 SESSION_ROLE = "session"
+"""``llmops.role=session`` tells a session's parent run from a test's."""
 CLOSED_BY_TAG = "llmops.closed_by"
 
 

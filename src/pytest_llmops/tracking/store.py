@@ -30,8 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_llmops.errors import TrackingError
-from pytest_llmops.tracking import health, orphans
-from pytest_llmops.tracking.bootstrap import create_sqlite_store, import_mlflow, quiet_mlflow, tune_sqlite
+from pytest_llmops.tracking.bootstrap import import_mlflow, quiet_mlflow, tune_sqlite
 from pytest_llmops.tracking.uri import artifact_location, experiment_path, sqlite_path
 
 if TYPE_CHECKING:
@@ -143,6 +142,9 @@ class SessionStore:
         from mlflow import MlflowClient
         from mlflow.tracking._tracking_service import utils
 
+        from pytest_llmops.tracking import health
+        from pytest_llmops.tracking.freshstore import create_sqlite_store
+
         # The process's tracking URI, for the test's own mlflow calls (the lab's start_run),
         # also when the store fails (they then meet that store, not a stray ./mlflow.db);
         # put back in restore().
@@ -172,6 +174,8 @@ class SessionStore:
             self.record_failure(exc)
             raise
         except Exception as exc:
+            from pytest_llmops.tracking import health
+
             error = health.failure(self.uri, exc)
             self.record_failure(error)
             raise error from exc
@@ -224,6 +228,8 @@ class SessionStore:
     def _close_dead_sessions(self, client: MlflowClient, experiment_id: str) -> None:
         """Close the runs killed sessions left RUNNING (:mod:`.orphans`): a courtesy to the
         past, never this session's failure unless the store itself fails."""
+        from pytest_llmops.tracking import health, orphans
+
         try:
             orphans.close_dead_sessions(client, experiment_id, self.session_id)
         except Exception as exc:
@@ -244,8 +250,10 @@ class SessionStore:
             )
         else:
             experiment_id = experiment.experiment_id
+        from pytest_llmops.tracking.orphans import ROLE_TAG, SESSION_ROLE
+
         tags = {
-            orphans.ROLE_TAG: orphans.SESSION_ROLE,
+            ROLE_TAG: SESSION_ROLE,
             "llmops.session_id": self.session_id,
             "mlflow.source.type": "LOCAL",
             **(self.parent_tags() if self.parent_tags else {}),
@@ -324,6 +332,8 @@ class SessionStore:
         self, client: MlflowClient, ref: ExperimentRef, status: str, metrics: Mapping[str, float]
     ) -> None:
         from mlflow.entities import Metric
+
+        from pytest_llmops.tracking import orphans
 
         now = int(time.time() * 1000)
         orphans.close_open_runs(client, ref.experiment_id, ref.parent_run_id, now)
