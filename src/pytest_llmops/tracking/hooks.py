@@ -30,7 +30,6 @@ from pytest_llmops import settings as settings_mod
 from pytest_llmops.cassettes.fixtures import reports_key
 from pytest_llmops.errors import TrackingError
 from pytest_llmops.tracking import bootstrap, runs, testrun
-from pytest_llmops.tracking import store as tracking_store
 from pytest_llmops.tracking import uri as uri_mod
 from pytest_llmops.tracking.bootstrap import quiet_mlflow
 from pytest_llmops.tracking.summary import (
@@ -47,6 +46,7 @@ from pytest_llmops.validation import RunOptions, run_options
 if TYPE_CHECKING:
     from mlflow.entities import Run
 
+    from pytest_llmops.tracking.store import SessionStore
     from pytest_llmops.tracking.writer import StoreWriter
 
 PLUGIN_NAME = "llmops-tracking"
@@ -93,11 +93,11 @@ class TrackingPlugin:
         self.session_id = session_mod.session_id(config)
         self.worker = session_mod.worker_id(config)
         self.is_worker = session_mod.is_worker(config)
-        self.default_experiment = self.settings.experiment or tracking_store.DEFAULT_EXPERIMENT
+        self.default_experiment = self.settings.experiment or testrun.DEFAULT_EXPERIMENT
         self.autolog = Autolog()
         self.records: list[TestRecord] = []
         self.summary: Summary | None = None
-        self._store: tracking_store.SessionStore | None = None
+        self._store: SessionStore | None = None
         self._writer: StoreWriter | None = None
         self._pending: dict[str, TestRecord] = {}
         self._errors: list[str] = []
@@ -118,10 +118,12 @@ class TrackingPlugin:
         return str(workerinput.get(OWNER_KEY) or orphans.owner())
 
     @property
-    def store(self) -> tracking_store.SessionStore:
+    def store(self) -> SessionStore:
         if self._store is None:
             state_dir = self.settings.rootdir / ".llmops" / "tracking"
-            self._store = tracking_store.SessionStore(self.uri, state_dir, self.session_id, self._parent_tags)
+            from pytest_llmops.tracking.store import SessionStore
+
+            self._store = SessionStore(self.uri, state_dir, self.session_id, self._parent_tags)
         return self._store
 
     def _parent_tags(self) -> dict[str, str]:
@@ -134,7 +136,7 @@ class TrackingPlugin:
             "llmops.command": runs.clip(f"pytest {args}".strip()),
             orphans.OWNER_TAG: self.owner,
         }
-        commit = tracking_store.git_commit(str(self.settings.rootdir))
+        commit = testrun.git_commit(str(self.settings.rootdir))
         if commit:
             tags.update({"llmops.git_commit": commit, "mlflow.source.git.commit": commit})
         return tags

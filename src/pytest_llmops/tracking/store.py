@@ -20,12 +20,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
-import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,23 +33,7 @@ from pytest_llmops.tracking.uri import artifact_location, experiment_path, sqlit
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-DEFAULT_EXPERIMENT = "pytest-llmops"
-"""The experiment of marked tests when neither ``--llmops-experiment``, the ini option, nor the
-marker names one."""
-
 LOCK_TIMEOUT_S = 300.0
-
-
-@cache
-def git_commit(rootdir: str) -> str | None:
-    """The commit checked out in ``rootdir``, None outside a git work tree."""
-    try:
-        command = ["git", "-C", rootdir, "rev-parse", "HEAD"]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=5, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    commit = result.stdout.strip()
-    return commit if result.returncode == 0 and re.fullmatch(r"[0-9a-f]{40}", commit) else None
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,11 @@ status, params, metrics, tags, and the test's summary row)."""
 
 from __future__ import annotations
 
+import re
+import subprocess
 import time
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,7 +16,6 @@ import pytest
 
 from pytest_llmops.cassettes.fixtures import cassette_key
 from pytest_llmops.tracking import runs
-from pytest_llmops.tracking.store import git_commit
 from pytest_llmops.tracking.summary import TestRecord
 from pytest_llmops.tracking.traces import Collector
 from pytest_llmops.validation import RunOptions
@@ -25,6 +27,9 @@ if TYPE_CHECKING:
     from pytest_llmops.tracking.sqlruns import RunFinish
 
 TRACKING_FIXTURES = frozenset({"llmops_run", "llmops_traces", "mlflow_experiment"})
+DEFAULT_EXPERIMENT = "pytest-llmops"
+"""The experiment of marked tests when neither ``--llmops-experiment``, the ini option, nor the
+marker names one."""
 
 
 def is_tracked(item: pytest.Item) -> bool:
@@ -132,6 +137,18 @@ def run_end(
         latency_ms_max=metrics.get("llmops.latency_ms_max"),
     )
     return finish, record
+
+
+@cache
+def git_commit(rootdir: str) -> str | None:
+    """The commit checked out in ``rootdir``, None outside a git work tree."""
+    try:
+        command = ["git", "-C", rootdir, "rev-parse", "HEAD"]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = result.stdout.strip()
+    return commit if result.returncode == 0 and re.fullmatch(r"[0-9a-f]{40}", commit) else None
 
 
 def now_ms() -> int:
