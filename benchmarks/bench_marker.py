@@ -1,243 +1,212 @@
-"""What ``@pytest.mark.llmops`` costs per test: marked against unmarked tests in one session.
+"""What ``@pytest.mark.llmops`` costs: once per session (fixed) and per marked test.
 
-Generates a throw-away project whose tests each replay one chat completion from their own
-cassette, in 2 x R alternating blocks of N tests (unmarked, marked, unmarked, marked, ...)
-of one pytest session, and times every test (setup, call and teardown) from a conftest
-hook. A marked block is timed until the tracking writer has flushed what it was handed,
-so nothing the block caused is left out. Comparing blocks of the same session cancels what
-both pay (imports, pytest, vcrpy, openai) and much of the noise of a shared machine; the
-median over the pairs is reported (the first pair also pays one-time costs: importing
-mlflow, creating and migrating the store; it is shown apart and left out when R >= 3).
+Whole pytest sessions, each a fresh copy of a project whose K tests each replay one chat
+completion from their own cassette (so a fresh tracking store, as in CI or a new clone),
+all marked or none, for K in 1, 20 and 200; with and without xdist (``-n 2``, real
+workers), with and without bytecode caches (``PYTHONDONTWRITEBYTECODE=1``: pytest then
+rewrites the plugin's modules at every run), with and without the migrated store template
+in the user's cache (see ``CONFIGS``). Every session is timed whole (wall clock,
+and CPU of pytest and everything it started: xdist workers, the trace helper), so nothing
+a session pays is left out: the mlflow import, the store's creation, the helper's start,
+the interpreter's exit.
 
-``--naive`` adds a second session, same shape, whose "marked" blocks use MLflow the
-obvious way instead of the plugin: around each test ``mlflow.openai.autolog()``,
-``mlflow.start_run(nested=True)``, one ``log_param``, one ``log_metric``, ``end_run`` and
-autolog off again, with MLflow's own synchronous trace export.
+    marked(K) - unmarked(K) = fixed + K x per_test
+    per_test = (difference at 200 - difference at 20) / 180
+    fixed    = difference at 20 - 20 x per_test
 
-    python benchmarks/bench_marker.py                     # 200 tests per block, 3 pairs
-    python benchmarks/bench_marker.py --tests 50 --repetitions 5 --naive --keep
+Medians over ``--repetitions`` (default 3) alternating repetitions. ``--baseline REV``
+measures the code of git revision REV in the same run, interleaved, and gives the ratios
+(this code / REV).
+
+    python benchmarks/bench_marker.py --baseline 223a0f5       # about 20 min on 2 cores
+    python benchmarks/bench_marker.py --only plain xdist --sizes 1 20 --repetitions 5
+    python benchmarks/bench_marker.py --blocks [--repetitions 5] [--inline-traces] [--naive]
+
+``--blocks`` measures the steady per-test cost inside one session instead (see
+``_marker_blocks.py``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-URI = (
-    "https://resource.openai.azure.com/openai/deployments/gpt-4o/chat/completions"
-    "?api-version=2024-05-01-preview"
-)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-CONFTEST = '''
-import json, os, time
-import pytest
+import _marker_blocks
+from _harness import machine
+from _marker_project import build_plain
 
-TIMES = {}
-CPU = {}
-FLUSH = {}
+REPO = Path(__file__).resolve().parent.parent
+CONFIGS: dict[str, tuple[list[str], bool, bool]] = {
+    "plain": ([], True, True),
+    "plain-new": ([], True, False),
+    "plain-nocache": ([], False, True),
+    "xdist": (["-n", "2"], True, True),
+    "xdist-new": (["-n", "2"], True, False),
+    "xdist-nocache": (["-n", "2"], False, True),
+}
+"""name: (pytest arguments, bytecode caches on, the store template cached).
 
-
-@pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_protocol(item, nextitem):
-    start, cpu_start = time.perf_counter(), time.process_time()
-    try:
-        return (yield)
-    finally:
-        block = item.callspec.params["block"]
-        last = nextitem is None or nextitem.callspec.params["block"] != block
-        if last and item.get_closest_marker("llmops"):
-            from pytest_llmops.tracking import hooks
-
-            flush_start = time.perf_counter()
-            hooks.get(item.config).flush()
-            FLUSH[block] = time.perf_counter() - flush_start
-        TIMES.setdefault(block, []).append(time.perf_counter() - start)
-        CPU.setdefault(block, []).append(time.process_time() - cpu_start)
+``-nocache``: ``PYTHONDONTWRITEBYTECODE=1`` (pytest then rewrites the plugin's modules at
+every run). ``-new``: as on a machine where the plugin never ran (CI on a new VM): no
+template of a migrated store in the user's cache, so the new store is migrated."""
 
 
-def pytest_sessionfinish(session):
-    with open(os.environ["BENCH_OUT"], "w") as out:
-        json.dump({"times": TIMES, "cpu": CPU, "flush": FLUSH}, out)
-'''
+@dataclass
+class Code:
+    """A version of the plugin: this checkout, or a git revision exported to a folder."""
 
-NAIVE_CONFTEST = '''
+    name: str
+    src: Path
 
-@pytest.fixture
-def naive_run(request):
-    """What a project writes without the plugin: a run around each test, autolog on for it."""
-    import mlflow
+    def env(self) -> dict[str, str]:
+        return {} if self.src == REPO / "src" else {"PYTHONPATH": str(self.src)}
 
-    if not getattr(naive_run, "ready", False):
-        os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
-        os.environ["MLFLOW_ENABLE_ASYNC_TRACE_LOGGING"] = "false"
-        mlflow.set_tracking_uri(f"sqlite:///{request.config.rootpath}/naive.db")
-        mlflow.set_experiment("naive")
-        naive_run.ready = True
-    mlflow.openai.autolog()
-    with mlflow.start_run(run_name=request.node.nodeid, nested=True):
-        mlflow.log_param("i", request.node.callspec.params["i"])
-        yield
-        mlflow.log_metric("done", 1)
-    mlflow.openai.autolog(disable=True)
-'''
-
-TESTS = """
-import pytest
-
-N = {n}
+    def forget_rewritten_modules(self) -> None:
+        """Remove pytest's cache of the plugin's rewritten modules (``*-pytest-*.pyc``): what
+        a process with ``PYTHONDONTWRITEBYTECODE=1`` never has."""
+        for pyc in self.src.rglob("__pycache__/*-pytest-*.pyc"):
+            pyc.unlink(missing_ok=True)
 
 
-def ask(client, i):
-    messages = [{{"role": "user", "content": f"Question {{i}}"}}]
-    reply = client.chat.completions.create(model="gpt-4o", messages=messages)
-    assert reply.choices[0].message.content == f"Answer {{i}}"
-"""
-
-BLOCK = """
-{mark}@pytest.mark.parametrize("block", [{block!r}])
-@pytest.mark.parametrize("i", range(N))
-def test_{name}(azure_openai_client, block, i{extra}):
-    ask(azure_openai_client, i)
-"""
+def export(revision: str, into: Path) -> Code:
+    """The plugin's source at ``revision``, in ``into``."""
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", revision, "src"], capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    return Code(revision, into / "src")
 
 
-def completion(i: int) -> str:
-    return json.dumps({
-        "id": f"chatcmpl-{i}", "object": "chat.completion", "created": 1700000000,
-        "model": "gpt-4o-2024-05-13",
-        "choices": [{"index": 0, "finish_reason": "stop",
-                     "message": {"role": "assistant", "content": f"Answer {i}"}}],
-        "usage": {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17},
-    })
-
-
-def cassette(i: int) -> str:
-    import yaml
-
-    request = {"messages": [{"role": "user", "content": f"Question {i}"}], "model": "gpt-4o"}
-    return yaml.safe_dump({
-        "version": 1,
-        "interactions": [{
-            "request": {"method": "POST", "uri": URI, "body": json.dumps(request),
-                        "headers": {"content-type": ["application/json"]}},
-            "response": {"status": {"code": 200, "message": "OK"},
-                         "headers": {"content-type": ["application/json"]},
-                         "body": {"string": completion(i)}},
-        }],
-    })
-
-
-def build(root: Path, n: int, repetitions: int, naive: bool) -> list[str]:
-    """Write the project; returns the block names in run order."""
-    blocks = [f"{kind}-{r}" for r in range(repetitions) for kind in ("unmarked", "marked")]
-    (root / "conftest.py").write_text(CONFTEST + (NAIVE_CONFTEST if naive else ""))
-    # One test function per block, in block order, so that pytest runs the blocks in turn.
-    parts = [TESTS.format(n=n)]
-    for block in blocks:
-        marked = block.startswith("marked")
-        parts.append(BLOCK.format(
-            mark="@pytest.mark.llmops_cassette\n" if naive or not marked else "@pytest.mark.llmops\n",
-            block=block,
-            name=block.replace("-", "_"),
-            extra=", naive_run" if naive and marked else "",
-        ))
-    (root / "test_bench.py").write_text("".join(parts))
-    folder = root / "cassettes" / "test_bench"
-    folder.mkdir(parents=True, exist_ok=True)
-    text = {i: cassette(i) for i in range(n)}
-    for block in blocks:
-        name = block.replace("-", "_")
-        for i in range(n):
-            (folder / f"test_{name}-{i}-{block}.yaml").write_text(text[i])
-    return blocks
-
-
-def run_session(
-    n: int, repetitions: int, naive: bool, keep: bool, inline_traces: bool = False
-) -> tuple[dict[str, Any], list[str]] | None:
-    root = Path(tempfile.mkdtemp(prefix="llmops-bench-"))
-    try:
-        blocks = build(root, n, repetitions, naive)
-        out = root / "times.json"
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMOPS_", "MLFLOW_", "AZURE_"))}
-        env["BENCH_OUT"] = str(out)
-        if inline_traces:
-            env["LLMOPS_TRACE_PROCESS"] = "0"
-        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(root)]
-        result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, check=False)
-        if result.returncode != 0:
-            print(result.stdout[-4000:], result.stderr[-4000:], sep="\n")
-            return None
-        return json.loads(out.read_text()), blocks
-    finally:
-        if keep:
-            print(f"project kept in {root}")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
-
-
-def report(title: str, data: dict[str, Any], blocks: list[str], n: int) -> None:
-    times, cpu, flush = data["times"], data["cpu"], data["flush"]
-    print(f"\n== {title}: {n} tests per block, each replaying one chat completion; ms per test")
-    print(f"{'block':<12} {'median':>8} {'mean':>8} {'total s':>8} {'cpu mean':>9} {'flush ms':>9}")
-    for block in blocks:
-        values = [t * 1000 for t in times[block]]
-        print(
-            f"{block:<12} {statistics.median(values):>8.2f} {statistics.mean(values):>8.2f} "
-            f"{sum(values) / 1000:>8.2f} {statistics.mean(cpu[block]) * 1000:>9.2f} "
-            f"{flush.get(block, 0) * 1000:>9.1f}"
-        )
-    pairs = []
-    for r in range(len(blocks) // 2):
-        unmarked, marked = f"unmarked-{r}", f"marked-{r}"
-        pairs.append((
-            # flush included: it is timed inside the last test
-            (sum(times[marked]) - sum(times[unmarked])) * 1000 / n,
-            (statistics.median(times[marked]) - statistics.median(times[unmarked])) * 1000,
-            (sum(cpu[marked]) - sum(cpu[unmarked])) * 1000 / n,
-            sum(times[marked]) / sum(times[unmarked]),
-        ))
-    print("\npair   overhead/test: wall (block totals)   median test   cpu (block totals)   ratio")
-    for r, (total_diff, median_diff, cpu_diff, ratio) in enumerate(pairs):
-        print(f"{r:<6} {total_diff:>34.2f} {median_diff:>13.2f} {cpu_diff:>20.2f} {ratio:>7.2f}")
-    steady = pairs[1:] if len(pairs) >= 3 else pairs
-    print(
-        f"overhead per marked test, median over pairs{' after the first' if len(pairs) >= 3 else ''}: "
-        f"{statistics.median(p[0] for p in steady):.2f} ms wall (block totals), "
-        f"{statistics.median(p[1] for p in steady):.2f} ms (median test), "
-        f"{statistics.median(p[2] for p in steady):.2f} ms cpu (block totals), "
-        f"x{statistics.median(p[3] for p in steady):.2f}"
+def run(
+    code: Code, project: Path, work: Path, args: list[str], cache: bool, template: bool = True
+) -> tuple[float, float]:
+    """Wall and CPU seconds of one pytest session on a fresh copy of ``project``."""
+    root = work / "session"
+    shutil.rmtree(root, ignore_errors=True)
+    shutil.copytree(project, root)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMOPS_", "MLFLOW_", "AZURE_", "PYTHON"))}
+    env.update(code.env())
+    env["LLMOPS_CACHE_DIR"] = str(work / "template-cache")
+    if not template:
+        env["LLMOPS_CACHE_DIR"] = str(root / ".no-template-cache")  # empty, gone with the copy
+    if not cache:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+        code.forget_rewritten_modules()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
+        cwd=root, env=env, capture_output=True, text=True, timeout=900, check=False,
     )
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if result.returncode != 0:
+        raise SystemExit(f"pytest failed ({code.name}, {args}):\n{result.stdout[-3000:]}\n{result.stderr[-2000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
+
+
+def measure(
+    codes: list[Code], configs: list[str], sizes: list[int], repetitions: int, work: Path
+) -> dict[tuple[str, str, int, bool], list[tuple[float, float]]]:
+    """Every session, interleaved (code, marked or not, inside each config and size)."""
+    projects = {}
+    for size in sizes:
+        for marked in (False, True):
+            projects[size, marked] = work / f"project-{size}-{'marked' if marked else 'unmarked'}"
+            build_plain(projects[size, marked], size, marked)
+    for code in codes:  # warm-up: bytecode caches written, first-use costs of the OS paid
+        run(code, projects[sizes[0], True], work, [], True)
+    times: dict[tuple[str, str, int, bool], list[tuple[float, float]]] = {}
+    for repetition in range(repetitions):
+        for config in configs:
+            args, cache, template = CONFIGS[config]
+            for size in sizes:
+                for code in codes:
+                    for marked in (False, True):
+                        wall_cpu = run(code, projects[size, marked], work, args, cache, template)
+                        times.setdefault((code.name, config, size, marked), []).append(wall_cpu)
+            print(f"  repetition {repetition + 1}/{repetitions}: {config} done", file=sys.stderr)
+    return times
+
+
+def costs(
+    times: dict[tuple[str, str, int, bool], list[tuple[float, float]]], code: str, config: str, sizes: list[int]
+) -> dict[str, tuple[float, float]]:
+    """Differences marked - unmarked per size, and the fixed and per-test costs (wall, CPU)."""
+    out: dict[str, tuple[float, float]] = {}
+    for size in sizes:
+        marked, unmarked = times[code, config, size, True], times[code, config, size, False]
+        out[f"diff {size}"] = tuple(  # type: ignore[assignment]
+            statistics.median(m[i] for m in marked) - statistics.median(u[i] for u in unmarked) for i in (0, 1)
+        )
+    if len(sizes) >= 2:
+        small, large = sorted(sizes)[-2:]
+        per_test = tuple((out[f"diff {large}"][i] - out[f"diff {small}"][i]) / (large - small) for i in (0, 1))
+        out["per test"] = per_test  # type: ignore[assignment]
+        out["fixed"] = tuple(out[f"diff {small}"][i] - small * per_test[i] for i in (0, 1))  # type: ignore[assignment]
+    return out
+
+
+def report(times: dict[tuple[str, str, int, bool], list[tuple[float, float]]], codes: list[Code],
+           configs: list[str], sizes: list[int]) -> None:
+    print(f"\n{machine()}")
+    print("marked - unmarked session, median; seconds (per test: milliseconds); wall / CPU of pytest and its children")
+    for config in configs:
+        args, cache, template = CONFIGS[config]
+        print(
+            f"\n== {config}: pytest {' '.join(args) or '(no xdist)'}, bytecode caches {'on' if cache else 'off'}, "
+            f"{'store template cached' if template else 'no store template (a new machine)'}"
+        )
+        table = {code.name: costs(times, code.name, config, sizes) for code in codes}
+        keys = list(next(iter(table.values())))
+        print(f"{'':<14}" + "".join(f"{key:>20}" for key in keys))
+        for name, values in table.items():
+            cells = [_cell(key, values[key]) for key in keys]
+            print(f"{name:<14}" + "".join(f"{cell:>20}" for cell in cells))
+        if len(codes) == 2:
+            after, before = table[codes[1].name], table[codes[0].name]
+            ratios = [f"x{after[k][0] / before[k][0]:.2f} / x{after[k][1] / before[k][1]:.2f}" for k in keys]
+            print(f"{'ratio':<14}" + "".join(f"{cell:>20}" for cell in ratios))
+
+
+def _cell(key: str, value: tuple[float, float]) -> str:
+    scale, unit = (1000, "ms") if key == "per test" else (1, "s")
+    return f"{value[0] * scale:.2f} / {value[1] * scale:.2f} {unit}"
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--tests", type=int, default=200, help="tests per block (default 200)")
-    parser.add_argument("--repetitions", type=int, default=3, help="pairs of blocks (default 3)")
-    parser.add_argument("--naive", action="store_true", help="also measure plain MLflow use, to compare")
-    parser.add_argument(
-        "--inline-traces",
-        action="store_true",
-        help="write traces in the tests' process (LLMOPS_TRACE_PROCESS=0), as under xdist",
-    )
-    parser.add_argument("--keep", action="store_true", help="keep the generated projects, print their paths")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repetitions", type=int, default=3)
+    parser.add_argument("--baseline", metavar="REV", help="also measure git revision REV, interleaved")
+    parser.add_argument("--only", nargs="+", choices=list(CONFIGS), help="these configurations only")
+    parser.add_argument("--sizes", nargs="+", type=int, default=[1, 20, 200], help="tests per session")
+    parser.add_argument("--blocks", action="store_true", help="the in-session block method (_marker_blocks.py)")
+    parser.add_argument("--tests", type=int, default=200, help="--blocks: tests per block")
+    parser.add_argument("--inline-traces", action="store_true", help="--blocks: LLMOPS_TRACE_PROCESS=0")
+    parser.add_argument("--naive", action="store_true", help="--blocks: also plain MLflow use, to compare")
+    parser.add_argument("--keep", action="store_true", help="--blocks: keep the generated projects")
     args = parser.parse_args()
-    sessions = [("pytest-llmops", False)] + ([("naive MLflow", True)] if args.naive else [])
-    for title, naive in sessions:
-        outcome = run_session(args.tests, args.repetitions, naive, args.keep, args.inline_traces)
-        if outcome is None:
-            return 1
-        report(title, *outcome, args.tests)
+    if args.blocks:
+        return _marker_blocks.main(args)
+    with tempfile.TemporaryDirectory(prefix="llmops-bench-") as folder:
+        work = Path(folder)
+        codes = [Code("this checkout", REPO / "src")]
+        if args.baseline:
+            (work / "baseline").mkdir()
+            codes.insert(0, export(args.baseline, work / "baseline"))
+        configs = args.only or list(CONFIGS)
+        times = measure(codes, configs, sorted(args.sizes), args.repetitions, work)
+        report(times, codes, configs, sorted(args.sizes))
     return 0
 
 

@@ -3,10 +3,17 @@ real-world corpus, and helpers to run pytest on generated test files."""
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+# The plugin keeps a migrated empty MLflow store in the user's cache (XDG_CACHE_HOME): the
+# suite's pytest runs share one of their own, not the machine's.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="llmops-test-cache-")
 
 # In-process pytester runs drop the modules an inner run imported; re-importing yaml then
 # pairs its C parser with new node classes ("could not determine a constructor for the tag
@@ -28,9 +35,10 @@ import scipy.stats  # noqa: F401
 import vcr  # noqa: F401
 import yaml  # noqa: F401
 
-from pytest_llmops.tracking.store import import_mlflow
+from pytest_llmops.tracking.bootstrap import import_mlflow
 
 import_mlflow()  # and MLflow's SQL store with SQLAlchemy's C extensions, once
+atexit.register(shutil.rmtree, os.environ["XDG_CACHE_HOME"], True)
 
 if TYPE_CHECKING:
     from tests.double import LabDouble

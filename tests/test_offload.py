@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from pytest_llmops.tracking import offload
-from pytest_llmops.tracking import store as tracking_store
+from pytest_llmops.tracking import bootstrap, offload
+from pytest_llmops.tracking import uri as tracking_uri
 from pytest_llmops.tracking.sqlruns import RunFinish
 from pytest_llmops.tracking.writer import StoreWriter
 
@@ -26,9 +26,9 @@ pytest_plugins = ["pytester"]
 
 @pytest.fixture(autouse=True)
 def plugin_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """What the plugin sets before MLflow traces anything (``store.prepare_environment``)."""
+    """What the plugin sets before MLflow traces anything (``bootstrap.prepare_environment``)."""
     environment: dict[str, str] = {}
-    tracking_store.prepare_environment(environment)
+    bootstrap.prepare_environment(environment)
     for key, value in environment.items():
         monkeypatch.setenv(key, value)
 
@@ -38,10 +38,10 @@ def new_store(path: Path) -> tuple[str, Any, str]:
     from mlflow import MlflowClient
 
     uri = f"sqlite:///{path}"
-    with tracking_store.quiet_mlflow():
+    with bootstrap.quiet_mlflow():
         client = MlflowClient(uri)
         client.search_experiments(max_results=1)
-        tracking_store.tune_sqlite(client, uri)
+        bootstrap.tune_sqlite(client, uri)
         experiment_id = client.create_experiment("e", artifact_location=(path.parent / "artifacts").as_uri())
     return uri, client, str(experiment_id)
 
@@ -282,6 +282,7 @@ def test_the_helper_finishes_its_work_when_the_session_is_interrupted_or_killed(
         textwrap.dedent(HELPER_LIFE.format(signal=signal_name)), encoding="utf-8"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMOPS_", "MLFLOW_", "PYTEST_"))}
+    env["LLMOPS_TRACE_PROCESS"] = "1"  # a helper although the session is short
     command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", str(tmp_path)]
     result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     expected = -signal.SIGKILL if signal_name == "SIGKILL" else pytest.ExitCode.INTERRUPTED
@@ -294,7 +295,7 @@ def test_the_helper_finishes_its_work_when_the_session_is_interrupted_or_killed(
 
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_store.embedded_uri(tmp_path))
+    client = MlflowClient(tracking_uri.embedded_uri(tmp_path))
     experiment_id = client.get_experiment_by_name("pytest-llmops").experiment_id
     runs = {r.info.run_name: r for r in client.search_runs([experiment_id])}
     traced = [runs[f"test_life.py::test_traced[{i}]"] for i in range(5)]
@@ -315,17 +316,21 @@ def _alive(pid: int) -> bool:
 
 def test_who_uses_a_helper(monkeypatch: pytest.MonkeyPatch) -> None:
     sqlite = "sqlite:////tmp/x/mlflow.db"
+    many = offload.MIN_TESTS
     monkeypatch.delenv(offload.DISABLE_ENV, raising=False)
     monkeypatch.setattr(offload.os, "sched_getaffinity", lambda _pid: {0, 1})
-    assert offload.wanted(sqlite, under_xdist=False)
-    assert not offload.wanted(sqlite, under_xdist=True)  # the workers use the cores
-    assert not offload.wanted("http://127.0.0.1:5000", under_xdist=False)  # a server's work
-    assert not offload.wanted("databricks", under_xdist=False)
+    assert offload.wanted(sqlite, under_xdist=False, tracked_tests=many)
+    assert not offload.wanted(sqlite, under_xdist=False, tracked_tests=many - 1)  # over before it starts
+    assert not offload.wanted(sqlite, under_xdist=True, tracked_tests=many)  # the workers use the cores
+    assert not offload.wanted("http://127.0.0.1:5000", under_xdist=False, tracked_tests=many)  # a server's work
+    assert not offload.wanted("databricks", under_xdist=False, tracked_tests=many)
     monkeypatch.setenv(offload.DISABLE_ENV, "0")
-    assert not offload.wanted(sqlite, under_xdist=False)
+    assert not offload.wanted(sqlite, under_xdist=False, tracked_tests=many)
+    monkeypatch.setenv(offload.DISABLE_ENV, "1")
+    assert offload.wanted(sqlite, under_xdist=False, tracked_tests=1)  # forced
     monkeypatch.delenv(offload.DISABLE_ENV)
     monkeypatch.setattr(offload.os, "sched_getaffinity", lambda _pid: {0})
-    assert not offload.wanted(sqlite, under_xdist=False)  # one core: nothing to gain
+    assert not offload.wanted(sqlite, under_xdist=False, tracked_tests=many)  # one core: nothing to gain
 
 
 ASYNC_USER = """
@@ -352,8 +357,47 @@ def test_traces_are_captured_when_the_user_asked_for_asynchronous_trace_logging(
 
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_store.embedded_uri(tmp_path))
+    client = MlflowClient(tracking_uri.embedded_uri(tmp_path))
     experiment_id = client.get_experiment_by_name("pytest-llmops").experiment_id
     (run,) = [r for r in client.search_runs([experiment_id]) if r.info.run_name.endswith("test_traced")]
     assert run.data.metrics["llmops.llm_calls"] == 1.0
     assert len(client.search_traces(locations=[experiment_id])) == 1
+
+
+SHORT_SESSION = """
+import os
+from pathlib import Path
+
+import pytest
+
+
+@pytest.mark.llmops
+@pytest.mark.parametrize("i", range(5))
+def test_marked(i):
+    pass
+
+
+def test_zz_children_of_this_process():
+    children = []
+    for task in Path("/proc/self/task").iterdir():
+        children += (task / "children").read_text().split()
+    commands = [Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\\0", b" ").decode() for pid in children]
+    print("CHILDREN", [c for c in commands if "pytest_llmops" in c])
+"""
+
+
+@pytest.mark.parametrize("forced", [False, True])
+def test_a_short_session_starts_no_helper(tmp_path: Path, forced: bool) -> None:
+    """The helper imports mlflow on the other core for ~2-3 s before it can take over: a
+    session with fewer than ``offload.MIN_TESTS`` tracked tests never uses it, so it does
+    not start it (``LLMOPS_TRACE_PROCESS=1`` does)."""
+    (tmp_path / "test_short.py").write_text(SHORT_SESSION, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMOPS_", "MLFLOW_", "PYTEST_"))}
+    if forced:
+        env["LLMOPS_TRACE_PROCESS"] = "1"
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-s", str(tmp_path)]
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (line,) = [line.partition("CHILDREN")[2] for line in result.stdout.splitlines() if "CHILDREN" in line]
+    helpers = [c for c in line.split("'") if "-m pytest_llmops.tracking." in c]  # the helper, by any name
+    assert len(helpers) == (1 if forced else 0), line

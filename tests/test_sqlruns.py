@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from pytest_llmops.tracking import store as tracking_store
+from pytest_llmops.tracking import bootstrap
 from pytest_llmops.tracking.sqlruns import ClientRuns, RunFinish, SqlRuns, runs_for
 
 START_MS = 1_700_000_000_000
@@ -36,14 +36,14 @@ METRICS = {
 
 @pytest.fixture
 def client(tmp_path: Path) -> Any:
-    tracking_store.import_mlflow()
+    bootstrap.import_mlflow()
     from mlflow import MlflowClient
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    with tracking_store.quiet_mlflow():
+    with bootstrap.quiet_mlflow():
         client = MlflowClient(uri)
         client.search_experiments(max_results=1)  # creates and migrates the store
-        tracking_store.tune_sqlite(client, uri)
+        bootstrap.tune_sqlite(client, uri)
         yield client
 
 
@@ -239,7 +239,7 @@ def test_an_unknown_schema_falls_back_to_mlflow_for_good(
 
 
 def test_other_stores_use_mlflows_client() -> None:
-    tracking_store.import_mlflow()
+    bootstrap.import_mlflow()
     from mlflow import MlflowClient
 
     assert isinstance(runs_for(MlflowClient("http://127.0.0.1:9")), ClientRuns)

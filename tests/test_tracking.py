@@ -165,19 +165,22 @@ def write_lab_cassettes(root: Path, module: str = "test_lab") -> None:
         cb.write(root, module, name, cb.chat(question, "Ha.", 10, 2))
 
 
-def run_pytest(root: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+def run_pytest(
+    root: Path, *args: str, timeout: float = 600, env: dict[str, str] | None = None, **popen: Any
+) -> subprocess.CompletedProcess[str]:
     """pytest on ``root`` in a subprocess (xdist and interrupts need one; it also keeps mlflow's
-    process-wide state out of this one), with the environment of a new user."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(CLEAN_ENV_PREFIXES)}
+    process-wide state out of this one), with the environment of a new user (plus ``env``)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(CLEAN_ENV_PREFIXES)}
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
-        cwd=root, env=env, capture_output=True, text=True, timeout=timeout, check=False,
+        cwd=root, env={**clean, **(env or {})}, capture_output=True, text=True, timeout=timeout,
+        check=False, **popen,
     )
 
 
 def client_for(root: Path) -> Any:
     """An ``MlflowClient`` on the embedded store a session left in ``root``."""
-    from pytest_llmops.tracking.store import import_mlflow
+    from pytest_llmops.tracking.bootstrap import import_mlflow
 
     import_mlflow()  # quietly (SQLAlchemy's deprecation warning at import)
     from mlflow import MlflowClient
@@ -473,6 +476,27 @@ def test_a_session_without_marked_tests_never_imports_mlflow(tmp_path: Path) -> 
         assert "llmops: MLflow runs" not in result.stdout
         assert json.loads((tmp_path / "report.json").read_text())["totals"]["tests"] == 0
     assert not (tmp_path / ".llmops" / "mlflow.db").exists()
+
+
+def test_the_summary_counts_1_test_and_is_not_printed_without_marked_tests(tmp_path: Path) -> None:
+    """Issue 14.9: "1 test", never "1 tests"; a session whose tests used the store
+    (``mlflow_experiment``) but were not marked prints no empty table."""
+    (tmp_path / "test_one.py").write_text(
+        "import pytest\n\n@pytest.mark.llmops\ndef test_one():\n    pass\n", encoding="utf-8")
+    (tmp_path / "test_fixture.py").write_text(
+        "def test_experiment(mlflow_experiment):\n    assert mlflow_experiment.name == 'pytest-llmops'\n",
+        encoding="utf-8")
+    one = run_pytest(tmp_path, "--llmops-report=one.md", "test_one.py")
+    assert one.returncode == 0, one.stdout + one.stderr
+    section = one.stdout.split("llmops: MLflow runs", 1)[1]
+    assert "1 test (1 passed); tokens:" in section, section
+    assert "1 tests" not in section and "1 tests" not in (tmp_path / "one.md").read_text()
+    assert "| 1 test (1 passed) |" in (tmp_path / "one.md").read_text()
+
+    unmarked = run_pytest(tmp_path, "test_fixture.py")
+    assert unmarked.returncode == 0, unmarked.stdout + unmarked.stderr
+    assert "llmops: MLflow runs" not in unmarked.stdout, unmarked.stdout
+    assert "0 tests" not in unmarked.stdout
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from pytest_llmops.seal.policy import tracking_hosts as _explicit_hosts
-from pytest_llmops.tracking.store import experiment_path, is_databricks
+from pytest_llmops.tracking.uri import experiment_path, is_databricks
 
 
 def test_databricks_uris_are_recognised():

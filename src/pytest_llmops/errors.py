@@ -107,3 +107,13 @@ class EvaluationError(LLMOpsError):
 class ClusterEnvironmentMissing(LLMOpsError):
     """A Databricks cluster lacks environment variables its code reads (the message says
     what to set on the cluster, and how)."""
+
+
+class TrackingError(LLMOpsError):
+    """The MLflow tracking store cannot be used: its URI, or the store itself (unreachable,
+    read-only, corrupt, locked, full). The message names the store and the fix; ``kind``
+    says which (``"unreachable"``, ``"read_only"``, ``"corrupt"``, ``"locked"``, ``"full"``...)."""
+
+    def __init__(self, message: str, kind: str = "other") -> None:
+        super().__init__(message)
+        self.kind = kind

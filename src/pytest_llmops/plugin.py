@@ -94,7 +94,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--llmops-strict", action="store_true", default=False,
-        help="fail, instead of skip, tests whose credentials are missing in live or record mode.",
+        help="fail, instead of skip, tests whose credentials are missing in live or record mode; and fail, "
+        "instead of running them untracked, tracked tests when the MLflow tracking store cannot be used.",
     )
     group.addoption(
         "--llmops-tracking-uri", metavar="URI", default=None,

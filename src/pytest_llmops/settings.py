@@ -50,6 +50,8 @@ class Settings:
     strict: bool = False
     tracking_uri: str | None = None
     """The tracking URI the user configured, or None for the embedded default store."""
+    tracking_uri_source: str | None = None
+    """Where it was configured: the option, the ini option or the environment variable."""
     experiment: str | None = None
     report: Path | None = None
     drift_baseline: str | None = None
@@ -132,12 +134,7 @@ def from_config(config: pytest.Config, environ: Mapping[str, str] | None = None)
     cassette_dir = Path(str(config.getini("llmops_cassette_dir")) or "cassettes")
     if not cassette_dir.is_absolute():
         cassette_dir = rootdir / cassette_dir
-    tracking_uri = (
-        option.llmops_tracking_uri
-        or str(config.getini("llmops_tracking_uri") or "")
-        or env.get("MLFLOW_TRACKING_URI")
-        or None
-    )
+    tracking_uri, tracking_uri_source = _tracking_uri(config, env)
     report = Path(option.llmops_report) if option.llmops_report else None
     mode, record_mode = resolve_mode(
         option.llmops_live, option.llmops_record, env, getattr(option, "llmops_record_mode", None)
@@ -152,11 +149,25 @@ def from_config(config: pytest.Config, environ: Mapping[str, str] | None = None)
         keep_resources=option.llmops_keep_resources,
         strict=option.llmops_strict,
         tracking_uri=tracking_uri,
+        tracking_uri_source=tracking_uri_source,
         experiment=option.llmops_experiment or str(config.getini("llmops_experiment") or "") or None,
         report=report,
         drift_baseline=option.llmops_drift_baseline,
         allowed_hosts=(*option.llmops_allow_host, *config.getini("llmops_allowed_hosts")),
     )
+
+
+def _tracking_uri(config: pytest.Config, env: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """The configured tracking URI and where it was set (the first one not blank)."""
+    candidates = (
+        ("--llmops-tracking-uri", config.option.llmops_tracking_uri),
+        ("the llmops_tracking_uri ini option", str(config.getini("llmops_tracking_uri") or "")),
+        ("MLFLOW_TRACKING_URI", env.get("MLFLOW_TRACKING_URI")),
+    )
+    for source, value in candidates:
+        if value and value.strip():
+            return value.strip(), source
+    return None, None
 
 
 def get(config: pytest.Config) -> Settings:

@@ -37,7 +37,8 @@ from pytest_llmops.tracking.traces import TAG_RUN
 if TYPE_CHECKING:
     import pytest
 
-    from pytest_llmops.tracking.hooks import TrackedTest, TrackingPlugin
+    from pytest_llmops.tracking.hooks import TrackingPlugin
+    from pytest_llmops.tracking.testrun import TrackedTest
 
 EVALUATION_MODULE = "mlflow.genai.evaluation.base"
 JUDGE_PARSE_ERROR = "Failed to parse response from judge model"
@@ -112,7 +113,7 @@ def evaluation_run(test: ActiveTest, original: Any) -> Iterator[Any]:
     """The run one ``evaluate`` call logs into, inside ``test`` (see the module docstring)."""
     import mlflow
 
-    from pytest_llmops.tracking.store import quiet_mlflow
+    from pytest_llmops.tracking.bootstrap import quiet_mlflow
 
     test.tracking.flush_test(test.tracked.collector)
     active = mlflow.active_run()

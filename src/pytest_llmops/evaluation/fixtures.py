@@ -9,6 +9,7 @@ import pytest
 
 from pytest_llmops.evaluation import state as state_mod
 from pytest_llmops.tracking import hooks as tracking_hooks
+from pytest_llmops.tracking import testrun
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
@@ -79,5 +80,5 @@ def llmops_eval(request: pytest.FixtureRequest, llmops_run: Run) -> LLMOpsEval:
     from pytest_llmops.evaluation.scoring import LLMOpsEval
 
     node = request.node
-    tracked = node.stash[tracking_hooks.tracked_key]
+    tracked = node.stash[testrun.tracked_key]
     return LLMOpsEval(node, tracking_hooks.get(request.config), tracked, state_mod.of(node))

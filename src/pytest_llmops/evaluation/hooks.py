@@ -18,6 +18,7 @@ import pytest
 
 from pytest_llmops.evaluation import state as state_mod
 from pytest_llmops.tracking import hooks as tracking_hooks
+from pytest_llmops.tracking import testrun
 from pytest_llmops.validation import run_options
 
 PLUGIN_NAME = "llmops-evaluation"
@@ -38,7 +39,7 @@ class EvaluationPlugin:
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
         """While a tracked test's body runs, ``mlflow.genai.evaluate`` nests under its run."""
-        tracked = item.stash.get(tracking_hooks.tracked_key, None)
+        tracked = item.stash.get(testrun.tracked_key, None)
         if tracked is None:
             return (yield)
         from pytest_llmops.evaluation import evaluate
@@ -55,7 +56,7 @@ class EvaluationPlugin:
     def pytest_pyfunc_call(self, pyfuncitem: pytest.Function) -> bool | None:
         """Run a repeated test's body N times."""
         mark = pyfuncitem.get_closest_marker("llmops")
-        tracked = pyfuncitem.stash.get(tracking_hooks.tracked_key, None)
+        tracked = pyfuncitem.stash.get(testrun.tracked_key, None)
         if mark is None or tracked is None:
             return None
         options = run_options(pyfuncitem.nodeid, mark)
@@ -73,13 +74,13 @@ class EvaluationPlugin:
     def pytest_runtest_teardown(self, item: pytest.Item) -> None:
         """Before the test's fixtures (its run among them) are torn down: cost and scores
         into the run's metrics."""
-        tracked = item.stash.get(tracking_hooks.tracked_key, None)
+        tracked = item.stash.get(testrun.tracked_key, None)
         if tracked is not None:
             _finish(item, tracked, item.stash.get(state_mod.state_key, None))
 
 
 def _finish(
-    item: pytest.Item, tracked: tracking_hooks.TrackedTest, state: state_mod.TestEvaluation | None
+    item: pytest.Item, tracked: testrun.TrackedTest, state: state_mod.TestEvaluation | None
 ) -> None:
     from pytest_llmops.evaluation import cost
 

@@ -118,7 +118,7 @@ def configured(config: pytest.Config, deployment: AzureOpenAIDeployment, credent
     """Configure MLflow's judges for ``deployment`` while the block runs; yield its model URI."""
     import importlib
 
-    from pytest_llmops.tracking.store import import_mlflow
+    from pytest_llmops.tracking.bootstrap import import_mlflow
     from pytest_llmops.traffic.pacer import pacer
 
     import_mlflow()

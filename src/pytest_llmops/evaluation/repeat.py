@@ -33,7 +33,8 @@ from pytest_llmops.evaluation.state import Repetition, TestEvaluation
 
 if TYPE_CHECKING:
     from pytest_llmops.cassettes.recorder import Cassette
-    from pytest_llmops.tracking.hooks import TrackedTest, TrackingPlugin
+    from pytest_llmops.tracking.hooks import TrackingPlugin
+    from pytest_llmops.tracking.testrun import TrackedTest
 
 
 def required(repeat: int, min_pass_rate: float) -> int:
@@ -131,8 +132,8 @@ def _one(
 ) -> str | None:
     """Run repetition ``index`` in its own run and cassette; its failure, or None."""
     from pytest_llmops.tracking import runs
+    from pytest_llmops.tracking.bootstrap import quiet_mlflow
     from pytest_llmops.tracking.sqlruns import RunFinish
-    from pytest_llmops.tracking.store import quiet_mlflow
 
     parent = tracked.run.info
     tags = {

@@ -32,7 +32,8 @@ from pytest_llmops.tracking.runs import clip
 if TYPE_CHECKING:
     from mlflow.entities import Assessment, Feedback, Trace
 
-    from pytest_llmops.tracking.hooks import TrackedTest, TrackingPlugin
+    from pytest_llmops.tracking.hooks import TrackingPlugin
+    from pytest_llmops.tracking.testrun import TrackedTest
 
 
 @dataclass(frozen=True)

@@ -119,7 +119,7 @@ class Policy:
 def tracking_hosts(tracking_uri: str | None, environ: Mapping[str, str] | None = None) -> list[str]:
     """The host of the tracking store the user configured, reachable even in replay (MLflow
     on Databricks: the workspace of the SDK's unified auth, ``DATABRICKS_HOST``)."""
-    from pytest_llmops.tracking.store import is_databricks
+    from pytest_llmops.tracking.uri import is_databricks
 
     env = os.environ if environ is None else environ
     if not tracking_uri:

@@ -6,15 +6,22 @@ Importing this package is cheap: mlflow is imported only when a test asks for tr
 
 Modules:
 
-- ``store``: which tracking store, created and migrated once (file lock), the session's
-  experiments and parent runs;
+- ``uri``: which tracking store, told from its URI (and whether MLflow can use it);
+- ``bootstrap``: MLflow in a pytest process: environment, quiet import, SQLite tuning, a
+  quick exit; ``freshstore``: a new SQLite store, copied from one migrated once;
+- ``store``: the store created and migrated once (file lock), the session's experiments
+  and parent runs;
 - ``runs``: the run of one test (start, outcome, params, metrics) and the lab-compatibility
   shim that nests ``mlflow.start_run()`` under it;
 - ``traces``: ``mlflow.openai.autolog()`` for marked tests, trace capture and metrics;
+- ``health``: a store that cannot be used, found once and said in one sentence;
+- ``orphans``: runs left RUNNING by killed sessions, closed by later ones;
 - ``sqlruns``: test runs created and ended in one SQL transaction each (MLflow's SQLite
   store), or through ``MlflowClient`` (any other store);
 - ``writer``: how finished runs and traces are written (in batches, cheap orders);
-- ``offload``: the helper process that writes traces and run ends without xdist;
+- ``offload``: the tests' side of the helper process that writes traces and run ends
+  without xdist; ``helper``: that process;
 - ``summary``: the terminal table and the ``--llmops-report`` file;
+- ``testrun``: what a tracked test's run carries when it starts and ends;
 - ``fixtures`` and ``hooks``: the pytest side.
 """

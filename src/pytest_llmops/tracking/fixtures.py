@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING, Any, overload
 
 import pytest
 
+from pytest_llmops.errors import TrackingError
 from pytest_llmops.tracking import hooks
+from pytest_llmops.tracking.testrun import TrackedTest, tracked_key
 
 if TYPE_CHECKING:
     from mlflow.entities import Experiment, Run, Trace
@@ -30,14 +32,14 @@ def mlflow_experiment(pytestconfig: pytest.Config) -> Experiment:
     """
     plugin = hooks.get(pytestconfig)
     ref = plugin.store.experiment(plugin.default_experiment)
-    from pytest_llmops.tracking.store import quiet_mlflow
+    from pytest_llmops.tracking.bootstrap import quiet_mlflow
 
     with quiet_mlflow():
         return plugin.store.client().get_experiment(ref.experiment_id)
 
 
 @pytest.fixture
-def llmops_run(request: pytest.FixtureRequest) -> Iterator[Run]:
+def llmops_run(request: pytest.FixtureRequest) -> Iterator[Run | None]:
     """The test's own MLflow run, active while the test runs (``mlflow.active_run()``).
 
     ``@pytest.mark.llmops`` requests it for you; a test may also request it directly. The
@@ -45,6 +47,10 @@ def llmops_run(request: pytest.FixtureRequest) -> Iterator[Run]:
     with its outcome (tag ``llmops.outcome``), status (FAILED when the test fails or errors),
     params, and metrics of the test's LLM calls. Anything the test logs goes into it; the
     lab's ``with mlflow.start_run(): ...`` inside the test starts a run nested under it.
+
+    When the tracking store cannot be used, a test that names this fixture (or
+    ``llmops_traces``, ``mlflow_experiment``) fails with a one-line ``TrackingError``; a test
+    that is only marked runs untracked (this fixture is then None).
 
     Example::
 
@@ -65,7 +71,7 @@ class TestTraces(Sequence["Trace"]):
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, plugin: hooks.TrackingPlugin, tracked: hooks.TrackedTest) -> None:
+    def __init__(self, plugin: hooks.TrackingPlugin, tracked: TrackedTest) -> None:
         self._plugin = plugin
         self._tracked = tracked
 
@@ -92,7 +98,7 @@ class TestTraces(Sequence["Trace"]):
 
 
 @pytest.fixture
-def llmops_traces(request: pytest.FixtureRequest, llmops_run: Run) -> TestTraces:
+def llmops_traces(request: pytest.FixtureRequest, llmops_run: Run | None) -> TestTraces:
     """The MLflow traces recorded so far in this test (``mlflow.entities.Trace``, oldest first),
     as they are written to the store: every trace whose root span has ended, none pending in
     an export queue. Each use also flushes them to the store (with a tracking server they
@@ -111,4 +117,7 @@ def llmops_traces(request: pytest.FixtureRequest, llmops_run: Run) -> TestTraces
             assert len(llmops_traces) == 1
             assert llmops_traces[0].info.token_usage["total_tokens"] > 0
     """
-    return TestTraces(hooks.get(request.config), request.node.stash[hooks.tracked_key])
+    tracked = request.node.stash.get(tracked_key, None)
+    if tracked is None:  # never reached: a test using this fixture fails when the store does
+        raise TrackingError("llmops_traces: this test has no MLflow run (the tracking store failed).")
+    return TestTraces(hooks.get(request.config), tracked)

@@ -6,7 +6,11 @@ heavy; mlflow is imported by the first test that is tracked.
 
 Per process, under xdist too:
 - a tracked test (``@pytest.mark.llmops``, or a test using ``llmops_run``) gets its run from
-  :meth:`TrackingPlugin.track`, used by the ``llmops_run`` fixture;
+  :meth:`TrackingPlugin.track`, used by the ``llmops_run`` fixture; the run's end is written
+  as soon as the report that decides the test's outcome is made (before an xdist worker
+  sends it on), and completed at teardown with traces that ended later;
+- a store that cannot be used is said once; tests then run untracked (see
+  :meth:`TrackingPlugin._start`);
 - its summary row travels on its teardown report to the controller;
 - at the end, every process closes its writer; the controller (or the only process) ends the
   session's parent runs, prints the summary and writes ``--llmops-report``.
@@ -15,29 +19,39 @@ Per process, under xdist too:
 from __future__ import annotations
 
 import contextlib
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
+import functools
+from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pytest_llmops import session as session_mod
 from pytest_llmops import settings as settings_mod
-from pytest_llmops.cassettes.fixtures import cassette_key, reports_key
-from pytest_llmops.tracking import runs
-from pytest_llmops.tracking import store as tracking_store
-from pytest_llmops.tracking.summary import REPORT_ATTRIBUTE, Summary, TestRecord
+from pytest_llmops.cassettes.fixtures import reports_key
+from pytest_llmops.errors import TrackingError
+from pytest_llmops.tracking import bootstrap, runs, testrun
+from pytest_llmops.tracking import uri as uri_mod
+from pytest_llmops.tracking.bootstrap import quiet_mlflow
+from pytest_llmops.tracking.summary import (
+    REPORT_ATTRIBUTE,
+    UNTRACKED_ATTRIBUTE,
+    Summary,
+    TestRecord,
+    session_metrics,
+)
+from pytest_llmops.tracking.testrun import TrackedTest, is_tracked, now_ms, tracked_key
 from pytest_llmops.tracking.traces import Autolog, Collector
 from pytest_llmops.validation import RunOptions, run_options
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
 
+    from pytest_llmops.tracking.store import SessionStore
     from pytest_llmops.tracking.writer import StoreWriter
 
 PLUGIN_NAME = "llmops-tracking"
+OWNER_KEY = "llmops_session_owner"
+"""``workerinput`` key: the controller's :func:`.orphans.owner`, which owns the session."""
 TRACKING_SERVER_PATHS = ("/v1/traces", "/mlflow-artifacts/")
 MLFLOW_WARNINGS = r"ignore::Warning:mlflow(\.|$)"
 """MLflow's internal warnings (SQLAlchemy's deprecation warning from its store, type-hint
@@ -67,61 +81,62 @@ def get(config: pytest.Config) -> TrackingPlugin:
     return plugin  # type: ignore[no-any-return]
 
 
-def is_tracked(item: pytest.Item) -> bool:
-    """Whether a test runs inside its own MLflow run."""
-    return item.get_closest_marker("llmops") is not None or "llmops_run" in getattr(item, "fixturenames", ())
-
-
-@dataclass
-class TrackedTest:
-    """A test while its run is open (stashed on the item)."""
-
-    run: Run
-    collector: Collector
-    experiment_id: str
-    metrics: dict[str, float] = field(default_factory=dict)
-    """Metrics other parts of the plugin add to the run before it ends (evaluation scores,
-    ``llmops.cost_usd``, repetitions); they reach the summary row too."""
-    notes: list[str] = field(default_factory=list)
-    """What the summary should say about the test (a scorer that failed in an evaluation)."""
-
-
-tracked_key = pytest.StashKey[TrackedTest]()
-
-
 class TrackingPlugin:
     """Tracking state and hooks of one pytest process."""
 
     def __init__(self, config: pytest.Config) -> None:
-        tracking_store.prepare_environment()
+        bootstrap.prepare_environment()
         self.config = config
         self.settings = settings_mod.get(config)
-        self.uri = tracking_store.resolve_uri(self.settings.tracking_uri, self.settings.rootdir)
+        uri_mod.check(self.settings.tracking_uri, self.settings.tracking_uri_source)
+        self.uri = uri_mod.resolve_uri(self.settings.tracking_uri, self.settings.rootdir)
         self.session_id = session_mod.session_id(config)
         self.worker = session_mod.worker_id(config)
         self.is_worker = session_mod.is_worker(config)
-        self.default_experiment = self.settings.experiment or tracking_store.DEFAULT_EXPERIMENT
+        self.default_experiment = self.settings.experiment or testrun.DEFAULT_EXPERIMENT
         self.autolog = Autolog()
         self.records: list[TestRecord] = []
         self.summary: Summary | None = None
-        self._store: tracking_store.SessionStore | None = None
+        self._store: SessionStore | None = None
         self._writer: StoreWriter | None = None
         self._pending: dict[str, TestRecord] = {}
         self._errors: list[str] = []
+        self._untracked: dict[str, str] = {}
+        """Tracked tests of this process that ran untracked, with the store's failure."""
+        self.untracked = 0
+        """Tracked tests that ran without their run (the store failed): counted in the
+        controller, from their reports."""
+        self.tracked_count = 0
 
-    # -- lazily built state -----------------------------------------------------------
+    # -- lazily built state (health, orphans, the store's modules: not at plugin load) --
+    @functools.cached_property
+    def owner(self) -> str:
+        """The session's owner (:func:`.orphans.owner`): the xdist controller, or this process."""
+        from pytest_llmops.tracking import orphans
+
+        workerinput = getattr(self.config, "workerinput", None) or {}
+        return str(workerinput.get(OWNER_KEY) or orphans.owner())
+
     @property
-    def store(self) -> tracking_store.SessionStore:
+    def store(self) -> SessionStore:
         if self._store is None:
             state_dir = self.settings.rootdir / ".llmops" / "tracking"
-            self._store = tracking_store.SessionStore(self.uri, state_dir, self.session_id, self._parent_tags)
+            from pytest_llmops.tracking.store import SessionStore
+
+            self._store = SessionStore(self.uri, state_dir, self.session_id, self._parent_tags)
         return self._store
 
     def _parent_tags(self) -> dict[str, str]:
         """Tags of the session's parent runs (computed once, when the first is created)."""
+        from pytest_llmops.tracking import orphans
+
         args = " ".join(str(a) for a in self.config.invocation_params.args)
-        tags = {"llmops.mode": self.settings.mode, "llmops.command": runs.clip(f"pytest {args}".strip())}
-        commit = tracking_store.git_commit(str(self.settings.rootdir))
+        tags = {
+            "llmops.mode": self.settings.mode,
+            "llmops.command": runs.clip(f"pytest {args}".strip()),
+            orphans.OWNER_TAG: self.owner,
+        }
+        commit = testrun.git_commit(str(self.settings.rootdir))
         if commit:
             tags.update({"llmops.git_commit": commit, "mlflow.source.git.commit": commit})
         from pytest_llmops.secrets import session as secrets
@@ -137,102 +152,93 @@ class TrackingPlugin:
 
             self._writer = StoreWriter(
                 self.uri,
-                offload=offload.wanted(self.uri, self.is_worker),
+                offload.wanted(self.uri, self.is_worker, self.tracked_count),
                 scrubber=secrets.record_scrubber(self.config),  # no secret reaches the store
             )
         return self._writer
 
     # -- one test ---------------------------------------------------------------------
     @contextlib.contextmanager
-    def track(self, item: pytest.Item) -> Iterator[Run]:
-        """Run ``item`` inside its own MLflow run (the body of the ``llmops_run`` fixture)."""
+    def track(self, item: pytest.Item) -> Iterator[Run | None]:
+        """Run ``item`` inside its own MLflow run (the body of the ``llmops_run`` fixture);
+        without one (None) when the store cannot be used (see :meth:`_start`)."""
         from pytest_llmops.tracking import traces
 
-        mark = item.get_closest_marker("llmops")
-        options = run_options(item.nodeid, mark) if mark is not None else RunOptions()
-        ref = self.store.experiment(options.experiment or self.default_experiment)
-        writer = self.writer
-        name = options.run_name or runs.run_name(item.nodeid)
-        with tracking_store.quiet_mlflow():
-            run = runs.activate(
-                writer.create_run(ref.experiment_id, name, self._start_tags(item, ref, options), _now_ms())
-            )
-        collector = Collector(run.info.run_id, item.nodeid)
-        item.stash[tracked_key] = TrackedTest(run, collector, ref.experiment_id)
+        tracked = self._start(item)
+        if tracked is None:
+            yield None
+            return
         started = False
         try:
-            with traces.capture(collector, options.autolog, self.autolog):
+            with traces.capture(tracked.collector, tracked.options.autolog, self.autolog):
                 started = True
-                yield run
+                yield tracked.run
         finally:
-            with tracking_store.quiet_mlflow():
-                collector.hand_over(writer.log_trace)
-            self._finish(item, options, ref.name, run, collector, "error" if not started else None)
+            with quiet_mlflow():
+                tracked.collector.hand_over(self.writer.log_trace)
+            if tracked.outcome is None:  # no report decided it: interrupted, or capture failed
+                self._end(item, tracked, item.stash.get(reports_key, {}), None if started else "error")
+            elif len(tracked.collector.traces) != tracked.traces_at_end:  # traces ended since
+                self._end(item, tracked, item.stash.get(reports_key, {}), tracked.outcome)
+            runs.stop(tracked.run.info.run_id, runs.STATUS_OF_OUTCOME[tracked.outcome or "error"])
 
-    def _start_tags(
-        self, item: pytest.Item, ref: tracking_store.ExperimentRef, options: RunOptions
-    ) -> dict[str, str]:
-        """Tags known when the test starts (written with the run, in one insert)."""
-        tags = {
-            "mlflow.parentRunId": ref.parent_run_id,
-            "mlflow.source.type": "LOCAL",
-            "mlflow.source.name": item.nodeid.split("::", 1)[0],
-            "llmops.nodeid": item.nodeid,
-            "llmops.mode": self.settings.mode,
-            "llmops.worker": self.worker,
-            "llmops.session_id": self.session_id,
-        }
-        commit = tracking_store.git_commit(str(self.settings.rootdir))
-        if commit:
-            tags.update({"llmops.git_commit": commit, "mlflow.source.git.commit": commit})
-        tags.update({key: runs.clip(value) for key, value in (options.tags or {}).items()})
-        return tags
+    def _start(self, item: pytest.Item) -> TrackedTest | None:
+        """Create the test's run (and, for the session's first, the store, experiment and
+        parent run). When the store cannot be used, the test runs untracked (None) and the
+        failure is said once, in the summary: a store outage is not the tested code's
+        fault, and a suite should not turn red, nor wait minutes per test, over it. A test
+        that uses its run, traces or experiment itself (:func:`needs_tracking`), and every
+        tracked test under ``--llmops-strict``, fails with the :class:`TrackingError` instead."""
+        mark = item.get_closest_marker("llmops")
+        options = run_options(item.nodeid, mark) if mark is not None else RunOptions()
+        try:
+            if self.failure is not None:
+                raise self.failure
+            ref = self.store.experiment(options.experiment or self.default_experiment)
+            name = options.run_name or runs.run_name(item.nodeid)
+            parent = ref.parent_run_id
+            tags = testrun.start_tags(item, parent, options, self.settings, self.worker, self.session_id)
+            with quiet_mlflow():
+                run = runs.activate(self.writer.create_run(ref.experiment_id, name, tags, now_ms()))
+        except TrackingError as error:
+            failure = error
+        except Exception as exc:
+            from pytest_llmops.tracking import health
 
-    def _finish(
+            diagnosed = health.diagnose(self.uri, exc)
+            if diagnosed is None:
+                raise  # this test's run (its tags...), not the store
+            failure = diagnosed
+            with contextlib.suppress(TrackingError), self.store.locked():
+                self.store.record_failure(failure)
+        else:
+            collector = Collector(run.info.run_id, item.nodeid)
+            tracked = TrackedTest(run, collector, ref.experiment_id, ref.name, options)
+            item.stash[tracked_key] = tracked
+            return tracked
+        if failure.kind == "experiment" or self.settings.strict or testrun.needs_tracking(item):
+            raise failure
+        self._untracked[item.nodeid] = str(failure)
+        return None
+
+    @property
+    def failure(self) -> TrackingError | None:
+        """The tracking store's failure this process met, if any (then nothing is tracked)."""
+        store_failure = self._store.failure if self._store is not None else None
+        return store_failure or (self._writer.failure if self._writer is not None else None)
+
+    def _end(
         self,
         item: pytest.Item,
-        options: RunOptions,
-        experiment: str,
-        run: Run,
-        collector: Collector,
+        tracked: TrackedTest,
+        reports: dict[str, pytest.TestReport],
         outcome: str | None = None,
     ) -> None:
         """Hand the run's end to the writer and keep the test's summary row."""
-        from pytest_llmops.tracking.sqlruns import RunFinish
-
-        reports = item.stash.get(reports_key, {})
-        result = outcome or runs.outcome(reports)
-        status = runs.STATUS_OF_OUTCOME[result]
-        runs.stop(run.info.run_id, status)
-        call = reports.get("call")
-        duration = float(call.duration) if call is not None else 0.0
-        tracked = item.stash.get(tracked_key, None)
-        added = dict(tracked.metrics) if tracked is not None else {}
-        metrics = {"llmops.duration_s": duration, **collector.stats.metrics(), **added}
-        params = {**runs.scalar_params(item), **{k: str(v) for k, v in (options.params or {}).items()}}
-        tags = {"llmops.outcome": result}
-        cassette = item.stash.get(cassette_key, None)
-        if cassette is not None:
-            tags["llmops.cassette"] = _relative(Path(cassette.path), self.settings.rootdir)
-        with tracking_store.quiet_mlflow():
-            self.writer.finish_run(RunFinish(run.info.run_id, status, _now_ms(), params, metrics, tags))
-        stats = collector.stats
-        self._pending[item.nodeid] = TestRecord(
-            nodeid=item.nodeid,
-            outcome=result,
-            run_id=run.info.run_id,
-            experiment=experiment,
-            worker=self.worker,
-            duration_s=duration,
-            llm_calls=stats.llm_calls,
-            prompt_tokens=stats.prompt_tokens,
-            completion_tokens=stats.completion_tokens,
-            total_tokens=stats.total_tokens,
-            latency_ms_mean=metrics.get("llmops.latency_ms_mean"),
-            latency_ms_max=metrics.get("llmops.latency_ms_max"),
-            metrics=added,
-            notes=list(tracked.notes) if tracked is not None else [],
-        )
+        finish, record = testrun.run_end(item, tracked, reports, outcome, self.settings.rootdir, self.worker)
+        with quiet_mlflow():
+            self.writer.finish_run(finish)
+        self._pending[item.nodeid] = record
 
     def flush(self) -> None:
         """Everything handed to the writer so far is in the store once this returns."""
@@ -244,9 +250,9 @@ class TrackingPlugin:
         MLflow's REST client would then talk to it from inside the test's cassette (they are
         written when the test ends instead). Whether they were written."""
         collector.take_deferred()
-        if self.uri.startswith(("http://", "https://")):
+        if uri_mod.is_server(self.uri):
             return False
-        with tracking_store.quiet_mlflow():
+        with quiet_mlflow():
             collector.hand_over(self.writer.log_trace)
             self.writer.flush()
         return True
@@ -260,6 +266,7 @@ class TrackingPlugin:
         for item in items:
             if not isinstance(item, pytest.Function) or not is_tracked(item):
                 continue
+            self.tracked_count += 1
             # First, even when the test names it: set up before its cassette and torn down
             # after it, so that the run's own writes never go through the cassette.
             if "llmops_run" in item.fixturenames:
@@ -271,14 +278,36 @@ class TrackingPlugin:
         """With a tracking server, its span (OTLP ``/v1/traces``) and artifact
         (``/api/2.0/mlflow-artifacts/``) endpoints are tracking traffic too, like the
         ``/api/*/mlflow/`` ones the cassettes already let through: never recorded or replayed."""
-        if self.uri.startswith(("http://", "https://")):
+        if uri_mod.is_server(self.uri):
             sanitizer = recorder.sanitizer
             extra = tuple(p for p in TRACKING_SERVER_PATHS if p not in sanitizer.ignored_paths)
             sanitizer.ignored_paths = (*sanitizer.ignored_paths, *extra)
 
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        """xdist controller: the session's runs are owned by this process (it ends them)."""
+        node.workerinput[OWNER_KEY] = self.owner
+
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
         if self.autolog.touched and not is_tracked(item):
             self.autolog.restore()
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        """Write a tracked test's outcome as soon as a report decides it (its call, or a
+        failed or skipped setup): an xdist worker sends the report on only after this, so
+        a test seen passed has its run FINISHED in the store even if the session is killed
+        the next moment (without xdist the helper process, which outlives a killed pytest,
+        may still be writing it)."""
+        report = yield
+        tracked = item.stash.get(tracked_key, None)
+        decides = report.when == "call" or (report.when == "setup" and not report.passed)
+        if tracked is not None and tracked.outcome is None and decides:
+            earlier: dict[str, pytest.TestReport] = item.stash.get(reports_key, {})
+            self._end(item, tracked, {**earlier, report.when: report})
+        return report
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -291,37 +320,57 @@ class TrackingPlugin:
             if report.failed and record.outcome not in ("failed", "error"):
                 self._teardown_failed(record)
             setattr(report, REPORT_ATTRIBUTE, record.to_dict())
+        if report.nodeid in self._untracked:  # the failure travels with the report
+            setattr(report, UNTRACKED_ATTRIBUTE, self._untracked.pop(report.nodeid))
+        if self.is_worker:
+            return
         data = getattr(report, REPORT_ATTRIBUTE, None)
-        if data is not None and not self.is_worker:
+        if data is not None:
             self.records.append(TestRecord.from_dict(data))
+        failure = getattr(report, UNTRACKED_ATTRIBUTE, None)
+        if failure:
+            self.untracked += 1
+            if failure not in self._errors:
+                self._errors.append(failure)
 
     def _teardown_failed(self, record: TestRecord) -> None:
         from pytest_llmops.tracking.sqlruns import RunFinish
 
         record.outcome = "error"
-        finish = RunFinish(record.run_id, "FAILED", _now_ms(), tags={"llmops.outcome": "error"})
-        with tracking_store.quiet_mlflow():
+        finish = RunFinish(record.run_id, "FAILED", now_ms(), tags={"llmops.outcome": "error"})
+        with quiet_mlflow():
             self.writer.finish_run(finish)
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int | pytest.ExitCode) -> None:
-        """Close the writer; in the controller, end the parent runs and write the report."""
+        """Close the writer; in the controller, end the parent runs and write the report.
+        Whatever the store does (full, gone), the summary is made."""
         if self._writer is not None:
-            with tracking_store.quiet_mlflow():
-                errors = self._writer.close()
-            if errors and self.is_worker:
-                self.store.report_errors(errors)
-            self._errors.extend(errors)
+            try:
+                with quiet_mlflow():
+                    errors = self._writer.close()
+            except Exception as exc:  # whatever happens, the summary is made
+                errors = [self._failure_message(exc)]
+            self._errors.extend(error for error in errors if error not in self._errors)
         if self.is_worker:
+            if self._errors:
+                with contextlib.suppress(TrackingError, OSError):
+                    self.store.report_errors(self._errors)
             return
         try:
             status = EXIT_STATUS.get(pytest.ExitCode(exitstatus), "FAILED")
         except ValueError:
             status = "FAILED"
-        parents = self.store.finish(status, self._parent_metrics)
+        try:
+            parents = self.store.finish(status, self._session_metrics)
+        except Exception as exc:
+            parents = []
+            self._errors.append(self._failure_message(exc))
+        with contextlib.suppress(OSError):
+            self._errors.extend(self.store.read_errors())
         summary = Summary(
             tracking_uri=self.uri,
-            ui_command=tracking_store.ui_command(self.uri),
+            ui_command=uri_mod.ui_command(self.uri),
             session_id=self.session_id,
             records=self.records,
             parent_runs=[
@@ -333,31 +382,28 @@ class TrackingPlugin:
                 }
                 for ref in parents
             ],
-            errors=self._errors + self.store.read_errors(),
+            errors=list(dict.fromkeys(self._errors)),
+            untracked=self.untracked,
         )
         self.summary = summary
         if self.settings.report is not None:
             from pytest_llmops.secrets import session as secrets
 
-            summary.write(self.settings.report, scrub=secrets.record_scrubber(self.config).text)
+            try:
+                summary.write(self.settings.report, scrub=secrets.record_scrubber(self.config).text)
+            except OSError as exc:
+                summary.errors.append(
+                    f"pytest-llmops could not write the report {self.settings.report} ({exc}); "
+                    "free space there, or give --llmops-report another path."
+                )
 
-    def _parent_metrics(self, experiment: str) -> dict[str, float]:
-        """Totals of the tests that ran in ``experiment``, logged on its session run."""
-        records = [r for r in self.records if r.experiment == experiment]
-        if not records:
-            return {}
-        totals = Summary("", "", "", records).totals()
-        metrics = {
-            "llmops.tests": float(totals["tests"]),
-            "llmops.llm_calls": float(totals["llm_calls"]),
-            "llmops.prompt_tokens": float(totals["prompt_tokens"]),
-            "llmops.completion_tokens": float(totals["completion_tokens"]),
-            "llmops.total_tokens": float(totals["total_tokens"]),
-            "llmops.cost_usd": float(totals["cost_usd"]),
-        }
-        for name, count in totals["outcomes"].items():
-            metrics[f"llmops.{name}"] = float(count)
-        return metrics
+    def _failure_message(self, exc: Exception) -> str:
+        from pytest_llmops.tracking import health
+
+        return str(health.failure(self.uri, exc))
+
+    def _session_metrics(self, experiment: str) -> dict[str, float]:
+        return session_metrics([r for r in self.records if r.experiment == experiment])
 
     def pytest_unconfigure(self) -> None:
         """Give the process back its openai autologging and its tracking URI."""
@@ -366,19 +412,9 @@ class TrackingPlugin:
             self._store.restore()
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if self.is_worker or self.summary is None or not (self.summary.records or self.summary.parent_runs):
-            return
+        """The ``llmops: MLflow runs`` section: the tracked tests, or what went wrong."""
+        if self.is_worker or self.summary is None or not (self.summary.records or self.summary.errors):
+            return  # nothing to show: no marked test ran, nothing went wrong
         terminalreporter.write_sep("-", "llmops: MLflow runs")
         for line in self.summary.lines():
             terminalreporter.write_line(line)
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def _relative(path: Path, rootdir: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(rootdir.resolve()))
-    except ValueError:
-        return str(path)

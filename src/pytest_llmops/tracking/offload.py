@@ -5,13 +5,15 @@ Writing one trace to MLflow's SQLite store is ~5 ms of Python in MLflow's ORM (i
 info, tags and metadata rows, then its spans), measured. It is the largest part of what a
 marked test costs, and it need not delay the next test: :class:`TraceProcess` hands each
 finished trace, in MLflow's own JSON form, and each run's end (:class:`.sqlruns.RunFinish`)
-to ``python -m pytest_llmops.tracking.offload URI``, which writes them in order with a
-:class:`~pytest_llmops.tracking.writer.StoreWriter`, the traces of each burst together.
+to ``python -m pytest_llmops.tracking.helper URI`` (:mod:`.helper`), which writes them in
+order with a :class:`~pytest_llmops.tracking.writer.StoreWriter`, the traces of each burst
+together.
 Runs are still created by the tests' process: their row must exist before the test's code
 may log into them (one short transaction, :mod:`.sqlruns`).
 
-The helper is started with the first write and takes over once it has imported mlflow
-(~2 s): until then, and in sessions shorter than that, the tests' process writes itself.
+The helper is started with the first write of a session with at least :data:`MIN_TESTS`
+tracked tests, and takes over once it has imported mlflow (~2 s): until then, and in
+shorter sessions, the tests' process writes itself.
 
 Correct and complete:
 
@@ -28,7 +30,6 @@ Under xdist the workers already keep the cores busy: each writes its own traces.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import dataclasses
 import json
@@ -36,16 +37,15 @@ import logging
 import os
 import queue
 import select
-import signal
 import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from pytest_llmops.tracking.sqlruns import RunFinish
+from pytest_llmops.tracking.uri import sqlite_path
 
 if TYPE_CHECKING:
     from mlflow.entities import Trace
@@ -56,16 +56,24 @@ ANSWER_TIMEOUT_S = 300.0
 """How long a flush waits for the helper's answer before writing the traces itself."""
 EXIT_TIMEOUT_S = 30.0
 DISABLE_ENV = "LLMOPS_TRACE_PROCESS"
-"""``LLMOPS_TRACE_PROCESS=0`` keeps trace writing in the tests' process."""
+"""``LLMOPS_TRACE_PROCESS=0`` keeps trace writing in the tests' process; ``=1`` uses the
+helper whatever the number of tracked tests."""
+MIN_TESTS = 200
+"""Tracked tests a session needs for the helper to pay off: at ~11 ms per marked test
+written in-process, ~250 of them go by while the helper starts (``benchmarks/bench_marker.py``)."""
 
 
-def wanted(uri: str, under_xdist: bool) -> bool:
+def wanted(uri: str, under_xdist: bool, tracked_tests: int) -> bool:
     """Whether a session writes its traces through a helper: a SQLite store (the others
-    are a server's work, or Databricks'), no xdist, more than one core, POSIX, not
-    switched off."""
-    from pytest_llmops.tracking.store import sqlite_path
+    are a server's work, or Databricks'), no xdist, more than one core, POSIX, and at least
+    :data:`MIN_TESTS` tracked tests (``LLMOPS_TRACE_PROCESS=1``: whatever their number;
+    ``=0``: never).
 
-    if os.environ.get(DISABLE_ENV, "").strip().lower() in ("0", "false", "no", "off"):
+    The helper imports mlflow on the other core (~2-3 s of CPU) and only takes over once it
+    has: a shorter session would pay for it and never use it.
+    """
+    setting = os.environ.get(DISABLE_ENV, "").strip().lower()
+    if setting in ("0", "false", "no", "off"):
         return False
     if sys.platform == "win32":  # select() on pipes is POSIX
         return False
@@ -73,7 +81,8 @@ def wanted(uri: str, under_xdist: bool) -> bool:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not on Linux
         cores = os.cpu_count() or 1
-    return sqlite_path(uri) is not None and not under_xdist and cores > 1
+    enough = tracked_tests >= MIN_TESTS or setting in ("1", "true", "yes", "on")
+    return sqlite_path(uri) is not None and not under_xdist and cores > 1 and enough
 
 
 class HelperGone(Exception):
@@ -101,7 +110,7 @@ class TraceProcess:
 
     @classmethod
     def start(cls, uri: str) -> TraceProcess:
-        """Start ``python -m pytest_llmops.tracking.offload URI`` (it imports mlflow while
+        """Start ``python -m pytest_llmops.tracking.helper URI`` (it imports mlflow while
         the tests go on)."""
         import pytest_llmops
 
@@ -111,7 +120,7 @@ class TraceProcess:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (source, env.get("PYTHONPATH")) if p)
         stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
         process = subprocess.Popen(
-            [sys.executable, "-m", "pytest_llmops.tracking.offload", uri],
+            [sys.executable, "-m", "pytest_llmops.tracking.helper", uri],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=stderr,
@@ -232,90 +241,3 @@ class TraceProcess:
         tail = self._stderr.read()[-2000:].decode(errors="replace").strip()
         state = "still running" if code is None else f"exit code {code}"
         return f"the trace writer process stopped answering ({state}){': ' + tail if tail else ''}"
-
-
-# -- the helper itself ----------------------------------------------------------------
-class _Lines:
-    """Complete lines from a pipe, and whether more are waiting right now."""
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-        self._buffer = b""
-        self._lines: collections.deque[bytes] = collections.deque()
-        self.ended = False
-
-    def _read(self, timeout: float | None) -> None:
-        ready, _, _ = select.select([self.fd], [], [], timeout)
-        if not ready:
-            return
-        chunk = os.read(self.fd, 1 << 20)
-        if not chunk:
-            self.ended = True
-            return
-        *complete, self._buffer = (self._buffer + chunk).split(b"\n")
-        self._lines.extend(complete)
-
-    def next(self, wait: bool) -> bytes | None:
-        """The next line; None when none is waiting (``wait=False``) or the input ended."""
-        while not self._lines and not self.ended:
-            self._read(None if wait else 0)
-            if not wait:
-                break
-        return self._lines.popleft() if self._lines else None
-
-
-def serve(uri: str, lines: _Lines, out: IO[str]) -> None:
-    """Read traces and flush requests; write the traces of each burst together."""
-    from mlflow.entities import Trace
-
-    from pytest_llmops.tracking.writer import StoreWriter
-
-    writer = StoreWriter(uri)
-    reported = 0
-
-    def answer(flush_id: int) -> None:
-        nonlocal reported
-        writer.flush()
-        out.write(json.dumps({"ack": flush_id, "errors": writer.errors[reported:]}) + "\n")
-        out.flush()
-        reported = len(writer.errors)
-
-    while True:
-        line = lines.next(wait=True)
-        if line is None:  # the tests' process closed our input (or died): write what is left
-            writer.flush()
-            return
-        while line is not None:
-            message = json.loads(line)
-            if message["op"] == "trace":
-                writer.log_trace(Trace.from_dict(message["trace"]))
-            elif message["op"] == "finish":
-                writer.finish_run(RunFinish(**message["finish"]))
-            elif message["op"] == "flush":
-                answer(int(message["id"]))
-            line = lines.next(wait=False)
-        writer.flush()  # nothing more waiting: write this burst now
-
-
-def main(argv: Sequence[str]) -> int:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from pytest_llmops.tracking import store
-
-    store.import_mlflow()
-    uri = argv[0]
-    from mlflow import MlflowClient
-
-    # The answers get their own copy of stdout; anything else printed goes to stderr.
-    answers = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    with store.quiet_mlflow():
-        store.tune_sqlite(MlflowClient(uri), uri)
-        answers.write(json.dumps({"ready": True}) + "\n")
-        answers.flush()
-        serve(uri, _Lines(sys.stdin.fileno()), answers)
-    return 0
-
-
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.WARNING)
-    sys.exit(main(sys.argv[1:]))

@@ -27,6 +27,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from pytest_llmops.tracking import health
+
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities import Run
@@ -172,7 +174,10 @@ class SqlRuns:
                 connection.execute(self._tables.SqlTag.__table__.insert(), tag_rows)
 
             self._transaction(insert)
-        except Exception as exc:  # a schema or store this code does not know: MLflow's way from now on
+        except Exception as exc:
+            if health.diagnose(self._store.db_uri, exc) is not None:
+                raise  # the store itself failed (full, read-only, locked...): MLflow's way would too
+            # A schema or store this code does not know: MLflow's way from now on.
             self._broken = True
             _logger.warning("pytest-llmops: writing runs through MlflowClient from now on (%s)", exc)
             return self.fallback.create(experiment_id, name, tags, start_time_ms)
@@ -200,6 +205,8 @@ class SqlRuns:
         try:
             self._finish(finish)
         except Exception as exc:
+            if health.diagnose(self._store.db_uri, exc) is not None:
+                raise
             _logger.debug(
                 "pytest-llmops: fast end of run %s failed (%s); using MlflowClient", finish.run_id, exc
             )

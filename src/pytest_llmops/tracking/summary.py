@@ -16,6 +16,8 @@ from typing import Any
 
 REPORT_ATTRIBUTE = "llmops_run"
 """Name of the teardown report attribute that carries a :class:`TestRecord` as a dict."""
+UNTRACKED_ATTRIBUTE = "llmops_untracked"
+"""Teardown report attribute of a tracked test that ran without its run: the store's failure."""
 
 
 @dataclass
@@ -84,6 +86,8 @@ class Summary:
     parent_runs: list[dict[str, str]] = field(default_factory=list)
     """``{"experiment", "experiment_id", "parent_run_id", "status"}`` per experiment used."""
     errors: list[str] = field(default_factory=list)
+    untracked: int = 0
+    """Tracked tests that ran without their run, because the store failed (see ``errors``)."""
 
     def sorted_records(self) -> list[TestRecord]:
         return sorted(self.records, key=lambda r: r.nodeid)
@@ -109,7 +113,10 @@ class Summary:
 
     # -- renderings ------------------------------------------------------------------
     def lines(self) -> list[str]:
-        """The terminal table, totals and the command that opens the store."""
+        """The terminal table, totals and the command that opens the store; only the
+        warnings when no marked test ran (nothing else to show)."""
+        if not self.records:
+            return self._warnings()
         header = f"{'outcome':<11} {'calls':>5} {'tokens':>8} {'mean ms':>9} {'cost $':>9}  test"
         lines = [header]
         for record in self.sorted_records():
@@ -119,12 +126,10 @@ class Summary:
                 f"{record.nodeid}{record.extras()}"
             )
         totals = self.totals()
-        outcomes = ", ".join(f"{n} {name}" for name, n in totals["outcomes"].items())
         lines.append(
             f"{'total':<11} {totals['llm_calls']:>5} {totals['total_tokens']:>8} "
-            f"{_ms(totals['latency_ms_mean']):>9} {_usd(totals['cost_usd']):>9}  {totals['tests']} tests "
-            f"({outcomes}); tokens: {totals['prompt_tokens']} prompt + "
-            f"{totals['completion_tokens']} completion"
+            f"{_ms(totals['latency_ms_mean']):>9} {_usd(totals['cost_usd']):>9}  {_tests(totals)}; tokens: "
+            f"{totals['prompt_tokens']} prompt + {totals['completion_tokens']} completion"
         )
         for parent in self.parent_runs:
             lines.append(
@@ -133,8 +138,17 @@ class Summary:
             )
         lines.append(f"tracking store: {self.tracking_uri}")
         lines.append(f"open it: {self.ui_command}")
-        lines.extend(f"warning: {error}" for error in self.errors)
+        lines.extend(self._warnings())
         lines.extend(f"note: {r.nodeid}: {note}" for r in self.sorted_records() for note in r.notes)
+        return lines
+
+    def _warnings(self) -> list[str]:
+        lines = [f"warning: {error}" for error in self.errors]
+        if self.untracked:
+            lines.append(
+                f"warning: {self.untracked} tracked test{'' if self.untracked == 1 else 's'} ran without "
+                "tracking: their outcomes are their own; --llmops-strict makes them fail instead."
+            )
         return lines
 
     def to_dict(self) -> dict[str, Any]:
@@ -149,6 +163,7 @@ class Summary:
                 for r in self.sorted_records()
             ],
             "errors": self.errors,
+            "untracked": self.untracked,
         }
 
     def to_json(self) -> str:
@@ -174,11 +189,10 @@ class Summary:
                 + "".join(f"{cell} | " for cell in cells)
                 + f"`{_md(r.nodeid)}` | `{r.run_id}` |"
             )
-        outcomes = ", ".join(f"{n} {name}" for name, n in totals["outcomes"].items())
         out.append(
             f"| **total** | {totals['llm_calls']} | {totals['prompt_tokens']} | "
             f"{totals['completion_tokens']} | {totals['total_tokens']} | {_ms(totals['latency_ms_mean'])} | "
-            f"{_usd(totals['cost_usd'])} | " + "| " * len(extra) + f"{totals['tests']} tests ({outcomes}) | |"
+            f"{_usd(totals['cost_usd'])} | " + "| " * len(extra) + f"{_tests(totals)} | |"
         )
         out += ["", f"Tracking store: `{self.tracking_uri}`", ""]
         for parent in self.parent_runs:
@@ -187,7 +201,7 @@ class Summary:
                 f"`{parent['parent_run_id']}` ({parent.get('status', 'RUNNING')})"
             )
         out += ["", "Open it:", "", "```", self.ui_command, "```", ""]
-        out.extend(f"> warning: {error}" for error in self.errors)
+        out.extend(f"> {line}" for line in self._warnings())
         out.extend(f"> note: `{_md(r.nodeid)}`: {note}" for r in self.sorted_records() for note in r.notes)
         return "\n".join(out) + "\n"
 
@@ -197,6 +211,31 @@ class Summary:
         path.parent.mkdir(parents=True, exist_ok=True)
         text = self.to_markdown() if path.suffix.lower() in (".md", ".markdown") else self.to_json()
         path.write_text(scrub(text) if scrub is not None else text, encoding="utf-8")
+
+
+def session_metrics(records: list[TestRecord]) -> dict[str, float]:
+    """Totals of a session's tests in one experiment, logged on its session run."""
+    if not records:
+        return {}
+    totals = Summary("", "", "", records).totals()
+    metrics = {
+        "llmops.tests": float(totals["tests"]),
+        "llmops.llm_calls": float(totals["llm_calls"]),
+        "llmops.prompt_tokens": float(totals["prompt_tokens"]),
+        "llmops.completion_tokens": float(totals["completion_tokens"]),
+        "llmops.total_tokens": float(totals["total_tokens"]),
+        "llmops.cost_usd": float(totals["cost_usd"]),
+    }
+    for name, count in totals["outcomes"].items():
+        metrics[f"llmops.{name}"] = float(count)
+    return metrics
+
+
+def _tests(totals: Mapping[str, Any]) -> str:
+    """``1 test (1 passed)``, ``12 tests (2 error, 1 failed, 9 passed)``."""
+    count = totals["tests"]
+    outcomes = ", ".join(f"{n} {name}" for name, n in totals["outcomes"].items())
+    return f"{count} test{'' if count == 1 else 's'} ({outcomes})"
 
 
 def _ms(value: float | None) -> str:

@@ -28,6 +28,8 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from pytest_llmops.errors import TrackingError
+from pytest_llmops.tracking import health
 from pytest_llmops.tracking.offload import HelperGone, TraceProcess
 from pytest_llmops.tracking.sqlruns import RunFinish, Runs, is_mlflow_sql_store, runs_for
 
@@ -150,7 +152,9 @@ class _Clients:
 
 class StoreWriter:
     """Writes runs' ends as they come and traces in batches, collecting the errors (a
-    tracking failure is reported in the summary; it does not fail the tests).
+    tracking failure is reported in the summary; it does not fail the tests). Once the
+    store itself fails (:func:`.health.diagnose`: full, read-only, locked, gone...), that is
+    said once and nothing more is written.
 
     With ``offload``, traces and run ends go to a helper process (:mod:`.offload`) started
     with the first of them, once it is ready; until then, or if it cannot serve, this
@@ -168,9 +172,13 @@ class StoreWriter:
         self._traces: list[Trace] = []
         self._offload = offload
         self._helper: TraceProcess | None = None
+        self.failure: TrackingError | None = None
+        """The store failure met, if any: from then on nothing is written."""
 
     def log_trace(self, trace: Trace) -> None:
         """Write a finished trace (with the next batch)."""
+        if self.failure is not None:
+            return
         if self._scrubber is not None:
             trace = self._scrubber.trace(trace)
         helper = self._helper_process()
@@ -189,6 +197,8 @@ class StoreWriter:
 
     def finish_run(self, finish: RunFinish) -> None:
         """Write the end of a run now (the helper's next write, with one)."""
+        if self.failure is not None:
+            return
         if self._scrubber is not None:
             scrub = self._scrubber.mapping
             finish = dataclasses.replace(finish, params=scrub(finish.params), tags=scrub(finish.tags))
@@ -199,21 +209,21 @@ class StoreWriter:
         try:
             self._clients.get()[0].finish(finish)
         except Exception as exc:
-            self._error(_message(self.uri, f"run {finish.run_id}", exc))
+            self._failed(f"run {finish.run_id}", exc)
 
     def flush(self) -> None:
         """Write the traces kept so far (and wait for the helper to write what it has)."""
         if self._helper is not None and self._helper.ready:
             self._ask_helper(self._helper.flush)
         traces, self._traces = self._traces, []
-        if not traces:
+        if not traces or self.failure is not None:
             return
         try:
             errors = write_traces(_SqlBatch.wrap(self._clients.get()[1]), traces)
         except Exception as exc:
             errors = {trace.info.trace_id: exc for trace in traces}
         for trace_id, error in errors.items():
-            self._error(_message(self.uri, f"trace {trace_id}", error))
+            self._failed(f"trace {trace_id}", error)
 
     def _helper_process(self) -> TraceProcess | None:
         if self._helper is None and self._offload:
@@ -238,6 +248,15 @@ class StoreWriter:
                     self.finish_run(item)
                 else:
                     self._traces.append(item)
+
+    def _failed(self, what: str, exc: Exception) -> None:
+        """A write failed: the store's failure (said once), or this one write's error."""
+        failure = health.diagnose(self.uri, exc)
+        if failure is None:
+            self._error(_message(self.uri, what, exc))
+        elif self.failure is None:
+            self.failure = failure
+            self._error(str(failure))
 
     def _error(self, message: str) -> None:
         _logger.warning(message)
