@@ -30,7 +30,7 @@ from pytest_llmops.monitoring import (
     resolve_ref,
 )
 from pytest_llmops.monitoring.session import baseline_ref
-from pytest_llmops.monitoring.sources import RefError, client_for
+from pytest_llmops.monitoring.sources import RefError, StoreError, client_for
 from pytest_llmops.session import session_id_key
 
 # Latency here is the wall time of a mocked call, 2-3 ms, and moves with the machine's load and
@@ -283,7 +283,7 @@ def test_bad_refs_say_what_is_wrong(store: dict[str, Any], ref: str, message: st
 
 
 def test_missing_store_is_an_error_not_a_new_database(tmp_path: Path) -> None:
-    with pytest.raises(RefError, match="No MLflow store"):
+    with pytest.raises(StoreError, match="No MLflow store"):
         load_traces("lab", f"sqlite:///{tmp_path}/absent.db")
     assert not (tmp_path / "absent.db").exists()
 
@@ -355,7 +355,7 @@ def test_cli_drift_sets_exit_code_writes_reports_and_logs_artifacts(
     assert "DRIFT in" in captured.out and "completion_tokens" in captured.out
 
     report = json.loads(json_path.read_text())
-    assert report["schema"] == "pytest-llmops/drift/1"
+    assert report["schema"] == "pytest-llmops/drift/2"
     assert report["drifted"] is True
     assert "completion_tokens" in report["drifted_features"]
     assert report["baseline"] == {"ref": store["baseline"]["parent"], "traces": 35}
@@ -422,7 +422,7 @@ def test_cli_default_tracking_uri_is_the_embedded_store(
 ) -> None:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(tmp_path)
-    assert main(["drift", "--baseline", "a", "--current", "b"]) == 2
+    assert main(["drift", "--baseline", "a", "--current", "b"]) == 3  # the store: its own exit code
     assert f"No MLflow store at {tmp_path / '.llmops' / 'mlflow.db'}" in capsys.readouterr().err
 
 

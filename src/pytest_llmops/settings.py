@@ -40,6 +40,9 @@ class Settings:
     experiment: str | None = None
     report: Path | None = None
     drift_baseline: str | None = None
+    drift_fail: bool = False
+    drift_html: Path | None = None
+    drift_min_effect: tuple[str, ...] = ()
 
     @property
     def is_replay(self) -> bool:
@@ -99,7 +102,15 @@ def from_config(config: pytest.Config, environ: Mapping[str, str] | None = None)
         experiment=option.llmops_experiment or str(config.getini("llmops_experiment") or "") or None,
         report=report,
         drift_baseline=option.llmops_drift_baseline,
+        drift_fail=option.llmops_fail_on_drift,
+        drift_html=_invocation_path(config, option.llmops_drift_html),
+        drift_min_effect=tuple(option.llmops_min_effect or ()),
     )
+
+
+def _invocation_path(config: pytest.Config, value: str | None) -> Path | None:
+    """A path option, relative to the folder pytest was started in."""
+    return Path(config.invocation_params.dir, value) if value else None
 
 
 def get(config: pytest.Config) -> Settings:
