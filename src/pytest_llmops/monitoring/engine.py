@@ -9,12 +9,10 @@ the traces: 100,000 per side take seconds (benchmarks/bench_drift.py).
 from __future__ import annotations
 
 import zlib
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from pytest_llmops.monitoring import stats
 from pytest_llmops.monitoring.columns import FeatureColumns
 from pytest_llmops.monitoring.decide import decide, selected_specs
 from pytest_llmops.monitoring.examples import find_examples
@@ -22,6 +20,16 @@ from pytest_llmops.monitoring.features import FeatureSpec
 from pytest_llmops.monitoring.model import DriftSettings, FeatureDrift
 from pytest_llmops.monitoring.pairing import Pairing, pair_prompts
 from pytest_llmops.monitoring.report import DriftReport
+from pytest_llmops.monitoring.stats.weighted import Weighted
+from pytest_llmops.monitoring.summaries import (
+    CategorySummary,
+    NumericSummary,
+    RateSummary,
+    Summary,
+    TextSummary,
+    category_counts,
+    feature_result,
+)
 from pytest_llmops.monitoring.text import js_distance, profile_matrix, profile_sum
 
 BoolArray = npt.NDArray[np.bool_]
@@ -68,95 +76,60 @@ def compare_feature(
     settings: DriftSettings,
 ) -> FeatureDrift:
     """Summarise one feature on both sides and test it."""
-    base, cur = baseline[spec.name], current[spec.name]
-    seed = settings.seed + zlib.crc32(spec.name.encode())
-    summary: dict[str, Any]
-    if spec.kind in ("count", "continuous"):
-        weighted = stats.Weighted.of(base), stats.Weighted.of(cur)
-        diffs = pairing.differences(base, cur, settings.min_pairs)
-        result = stats.numeric_test(*weighted, kind=spec.kind, alpha=settings.alpha, pairs=diffs)
-        sizes = weighted[0].total, weighted[1].total
-        summary = {"weighted": weighted}
-    elif spec.kind == "categorical":
-        counts = _category_counts(base), _category_counts(cur)
-        result = stats.categorical_test(*counts, alpha=settings.alpha, seed=seed)
-        sizes = sum(counts[0].values()), sum(counts[1].values())
-        summary = {"counts": counts}
-    elif spec.kind == "binary":
-        result = stats.rate_test(int(base.sum()), base.size, int(cur.sum()), cur.size, alpha=settings.alpha)
-        sizes = base.size, cur.size
-        summary = {
-            "counts": (
-                {"error": int(base.sum()), "ok": int(base.size - base.sum())},
-                {"error": int(cur.sum()), "ok": int(cur.size - cur.sum())},
-            )
-        }
-    else:
-        result, sizes, summary = _compare_text(spec, base, cur, pairing, settings, seed)
-    return FeatureDrift(
-        name=spec.name,
-        kind=spec.kind,
-        description=spec.description,
-        test=result.test,
-        n_baseline=int(sizes[0]),
-        n_current=int(sizes[1]),
-        p_value=result.p_value,
-        p_adjusted=None,
-        statistic=result.statistic,
-        effect=result.effect,
-        effect_name=result.effect_name,
-        drifted=False,
-        warning=result.warning,
-        details=result.details,
-        p_method=result.p_method,
-        summary=summary,
-    )
+    return feature_result(spec, summarise(spec, baseline, current, pairing, settings), settings)
 
 
-def _compare_text(
+def summarise(
     spec: FeatureSpec,
-    base: np.ndarray,
-    cur: np.ndarray,
+    baseline: FeatureColumns,
+    current: FeatureColumns,
     pairing: Pairing,
     settings: DriftSettings,
-    seed: int,
-) -> tuple[stats.TestResult, tuple[int, int], dict[str, Any]]:
-    """Permutation test on (a sample of) the texts; JS distance of the mean profiles of all of them."""
+) -> Summary:
+    """What the test of one feature needs, from the columns of both sides."""
+    base, cur = baseline[spec.name], current[spec.name]
+    if spec.kind in ("count", "continuous"):
+        diffs = pairing.differences(base, cur, settings.min_pairs)
+        return NumericSummary(Weighted.of(base), Weighted.of(cur), diffs)
+    if spec.kind == "categorical":
+        return CategorySummary(category_counts(base), category_counts(cur))
+    if spec.kind == "binary":
+        return RateSummary(int(base.sum()), base.size, int(cur.sum()), cur.size)
+    return _text_summary(spec, base, cur, pairing, settings)
+
+
+def _text_summary(
+    spec: FeatureSpec, base: np.ndarray, cur: np.ndarray, pairing: Pairing, settings: DriftSettings
+) -> TextSummary:
+    """Profiles of (a sample of) the texts; JS distance of the mean profiles of all of them."""
     base_rows = np.array([bool(text) for text in base], dtype=np.bool_)
     cur_rows = np.array([bool(text) for text in cur], dtype=np.bool_)
     sizes = int(base_rows.sum()), int(cur_rows.sum())
     paired = pairing.count > 0 and spec.name != "prompt_text"  # prompt_text: the input distribution itself
-    rng = np.random.default_rng(seed)
-    sampled = max(sizes) > settings.text_sample
-    if sampled:
+    seed = settings.seed + zlib.crc32(spec.name.encode())
+    full_js = None
+    if max(sizes) > settings.text_sample:
+        full_js = float(
+            js_distance(
+                profile_sum(list(base[base_rows]), settings.ngram, settings.ngram_dim),
+                profile_sum(list(cur[cur_rows]), settings.ngram, settings.ngram_dim),
+            )[0]
+        )
+        rng = np.random.default_rng(seed)
         base_rows, cur_rows = _sample(
             base_rows, cur_rows, pairing if paired else None, settings.text_sample, rng
         )
     base_texts, cur_texts = list(base[base_rows]), list(cur[cur_rows])
-    blocks = list(pairing.blocks(base_rows, cur_rows)) if paired else None
     # Answers to one prompt resemble each other: swap sides only within a prompt. Every prompt
     # is its own block (one seen on one side only simply cannot move).
-    result = stats.profile_test(
+    return TextSummary(
         profile_matrix(base_texts, settings.ngram, settings.ngram_dim),
         profile_matrix(cur_texts, settings.ngram, settings.ngram_dim),
-        alpha=settings.alpha,
-        permutations=settings.permutations,
-        seed=seed,
-        blocks=blocks,
+        sizes,
+        blocks=list(pairing.blocks(base_rows, cur_rows)) if paired else None,
+        full_js=full_js,
+        texts=(base_texts[:500], cur_texts[:500]),
     )
-    if sampled and result.p_value is not None:
-        full = float(
-            js_distance(
-                profile_sum([t for t in base if t], settings.ngram, settings.ngram_dim),
-                profile_sum([t for t in cur if t], settings.ngram, settings.ngram_dim),
-            )[0]
-        )
-        result.details.update(
-            js_sample=result.effect, sample_baseline=len(base_texts), sample_current=len(cur_texts)
-        )
-        result.effect = full
-        result.test += f", on a sample of {len(base_texts)}/{len(cur_texts)}"
-    return result, sizes, {"texts": (base_texts[:500], cur_texts[:500])}
 
 
 def _sample(
@@ -183,9 +156,3 @@ def _sample_rows(rows: BoolArray, size: int, rng: np.random.Generator) -> BoolAr
     chosen = np.zeros_like(rows)
     chosen[rng.choice(index, size, replace=False)] = True
     return chosen
-
-
-def _category_counts(values: np.ndarray) -> dict[str, int]:
-    present = np.array([value is not None for value in values], dtype=np.bool_)
-    categories, counts = np.unique(values[present].astype(str), return_counts=True)
-    return {str(c): int(k) for c, k in zip(categories, counts, strict=True)}
