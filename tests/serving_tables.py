@@ -66,7 +66,7 @@ def serving_row(trace: dict[str, Any], index: int, start_ms: int = 1_764_547_200
         "date": datetime.fromtimestamp(timestamp / 1000, UTC).date(),
         "timestamp_ms": timestamp,
         "status_code": status,
-        "execution_time_ms": int(round(trace["latency_ms"])),
+        "execution_time_ms": round(trace["latency_ms"]),
         "sampling_fraction": 1.0,
         "request": json.dumps(request),
         "response": json.dumps(response),

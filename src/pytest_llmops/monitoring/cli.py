@@ -63,9 +63,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "(latency_ms=psi:0.25); 0 means significance alone; repeatable",
     )
     parser.add_argument(
-        "--since", metavar="TIME", help="only traces started at or after TIME (ISO date/time, or 24h, 7d ago)"
+        "--since",
+        metavar="TIME",
+        help="only current traces started at or after TIME (ISO date/time, or a duration ago: 24h, 7d)",
     )
-    parser.add_argument("--until", metavar="TIME", help="only traces started before TIME")
+    parser.add_argument("--until", metavar="TIME", help="only current traces started before TIME")
+    parser.add_argument("--baseline-since", metavar="TIME", help="the same for the baseline's traces")
+    parser.add_argument("--baseline-until", metavar="TIME", help="the same for the baseline's traces")
     parser.add_argument(
         "--engine",
         choices=("local", "spark"),

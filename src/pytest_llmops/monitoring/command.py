@@ -37,15 +37,15 @@ class DriftFailure(Exception):
 
 def run(args: argparse.Namespace) -> int:
     """Compare ``args.baseline`` with ``args.current``; the exit code."""
-    settings, time_window = _inputs(args)
+    settings, windows = _inputs(args)
     for option, value in (("--html", args.html_path), ("--json", args.json_path)):
         if value and value != "-" and (problem := check_writable(Path(value))):
             raise DriftFailure(f"cannot write {option} {problem}. Pass a writable path.", EXIT_OUTPUT)
     if args.engine == "spark":
-        report, descriptions, experiment_ids = _compare_spark(args, settings, time_window)
+        report, descriptions, experiment_ids = _compare_spark(args, settings, windows)
         client = None
     else:
-        client, loaded = _load_local(args, time_window)
+        client, loaded = _load_local(args, windows)
         from pytest_llmops.monitoring.engine import compare_columns
 
         base, cur = loaded
@@ -73,7 +73,10 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_DRIFT if report.drifted and args.fail_on_drift else 0
 
 
-def _inputs(args: argparse.Namespace) -> tuple[DriftSettings, TimeWindow | None]:
+Windows = tuple[TimeWindow | None, TimeWindow | None]
+
+
+def _inputs(args: argparse.Namespace) -> tuple[DriftSettings, Windows]:
     try:
         settings = DriftSettings(
             alpha=args.alpha,
@@ -81,13 +84,13 @@ def _inputs(args: argparse.Namespace) -> tuple[DriftSettings, TimeWindow | None]
             pairing="off" if args.unpaired else "auto",
             min_effect=parse_min_effects(args.min_effect),
         )
-        return settings, window(args.since, args.until)
+        return settings, (window(args.baseline_since, args.baseline_until), window(args.since, args.until))
     except ValueError as error:
         raise DriftFailure(f"{error}.", EXIT_USAGE) from None
 
 
 def _load_local(
-    args: argparse.Namespace, time_window: TimeWindow | None
+    args: argparse.Namespace, windows: Windows
 ) -> tuple[MlflowClient | None, tuple[Loaded, Loaded]]:
     from pytest_llmops.monitoring.files import is_file_ref
     from pytest_llmops.monitoring.loading import load
@@ -97,14 +100,15 @@ def _load_local(
     try:
         if not (is_file_ref(args.baseline) and is_file_ref(args.current)):
             client = client_for(args.tracking_uri)
-        loaded = tuple(load(ref, window=time_window, client=client) for ref in (args.baseline, args.current))
+        refs = (args.baseline, args.current)
+        loaded = tuple(load(ref, window=time, client=client) for ref, time in zip(refs, windows, strict=True))
     except StoreError as error:
         raise DriftFailure(str(error), EXIT_STORE) from None
     except RefError as error:
         raise DriftFailure(str(error), EXIT_USAGE) from None
-    for label, item in zip(("baseline", "current"), loaded, strict=True):
+    for label, item, time in zip(("baseline", "current"), loaded, windows, strict=True):
         if not len(item.columns):
-            where = " in that time window" if time_window is not None else ""
+            where = " in that time window" if time is not None else ""
             raise DriftFailure(
                 f"{label} REF {item.ref!r} ({item.description}) has no traces{where}. Traces are "
                 "recorded by mlflow.openai.autolog() inside a run (the llmops marker does it).",
@@ -114,7 +118,7 @@ def _load_local(
 
 
 def _compare_spark(
-    args: argparse.Namespace, settings: DriftSettings, time_window: TimeWindow | None
+    args: argparse.Namespace, settings: DriftSettings, windows: Windows
 ) -> tuple[DriftReport, tuple[str, str], list[str]]:
     try:
         from pytest_llmops.monitoring.spark.engine import compare_spark_refs
@@ -123,7 +127,7 @@ def _compare_spark(
             f"--engine spark needs PySpark ({error}): pip install 'pytest-llmops[spark]'", EXIT_USAGE
         ) from None
     try:
-        report = compare_spark_refs(args.baseline, args.current, settings=settings, window=time_window)
+        report = compare_spark_refs(args.baseline, args.current, settings=settings, windows=windows)
     except RefError as error:
         raise DriftFailure(str(error), EXIT_USAGE) from None
     return report, (f"spark {args.baseline}", f"spark {args.current}"), []

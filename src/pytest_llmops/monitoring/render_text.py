@@ -71,10 +71,15 @@ def verdict(report: ReportData) -> str:
 
 def example_lines(example: Example, width: int = 100) -> list[str]:
     """Prompt, baseline answer and current answer of one example, each on one line."""
+
+    def answer(text: str, details: Mapping[str, object]) -> str:
+        reason = details.get("finish_reason") or ("error" if details.get("error") else None)
+        return (_one_line(text, width) or "(no text)") + (f" [{reason}]" if reason else "")
+
     return [
         f"  prompt:   {_one_line(example.prompt, width)}",
-        f"  baseline: {_one_line(example.baseline, width) or '(no text)'}",
-        f"  current:  {_one_line(example.current, width) or '(no text)'}",
+        f"  baseline: {answer(example.baseline, example.baseline_details)}",
+        f"  current:  {answer(example.current, example.current_details)}",
     ]
 
 

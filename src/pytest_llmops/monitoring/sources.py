@@ -49,6 +49,7 @@ _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 SESSION_ID_TAG = "llmops.session_id"
 PARENT_TAG = "mlflow.parentRunId"
 MODE_TAG = "llmops.mode"
+PAGE_SIZE = 500  # traces per search call: 100,000 traces are 200 pages, never one call
 # Above this many runs in one experiment, one time-window query beats a query per run.
 _WINDOW_QUERY_RUNS = 20
 
@@ -330,7 +331,9 @@ def _search(client: MlflowClient, experiment_id: str, **kwargs: Any) -> list[Tra
     traces: list[Trace] = []
     token: str | None = None
     while True:
-        page = client.search_traces(locations=[experiment_id], max_results=500, page_token=token, **kwargs)
+        page = client.search_traces(
+            locations=[experiment_id], max_results=PAGE_SIZE, page_token=token, **kwargs
+        )
         traces.extend(page)
         token = page.token
         if not token:

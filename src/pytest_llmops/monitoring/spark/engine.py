@@ -58,14 +58,15 @@ def compare_spark_refs(
     current: str,
     *,
     settings: DriftSettings | None = None,
-    window: TimeWindow | None = None,
+    windows: tuple[TimeWindow | None, TimeWindow | None] = (None, None),
     spark: SparkSession | None = None,
 ) -> DriftReport:
-    """Compare two REFs (Parquet/JSON Lines paths, ``delta:PATH``, ``table:NAME``) with Spark."""
+    """Compare two REFs (Parquet/JSON Lines paths, ``delta:PATH``, ``table:NAME``) with Spark;
+    ``windows``: the time windows of the baseline's and the current's rows."""
     spark = spark or spark_session()
     return compare_dataframes(
-        read_ref(spark, baseline, window),
-        read_ref(spark, current, window),
+        read_ref(spark, baseline, windows[0]),
+        read_ref(spark, current, windows[1]),
         settings=settings,
         baseline_label=baseline,
         current_label=current,
