@@ -23,10 +23,11 @@ FloatArray = npt.NDArray[np.float64]
 _WHITESPACE = re.compile(r"\s+")
 # Multipliers of a polynomial rolling hash over bytes; fixed so profiles are stable across runs.
 _HASH_BASES = (1_000_003, 8_191, 131)
+_NO_ROWS = np.zeros(0, dtype=np.int64)
 _CHUNK = 20_000  # texts hashed at once: bounds the memory of the byte buffer and its hashes
 
 
-def _encoded(texts: Sequence[str]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+def _encoded(texts: Sequence[str]) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
     """The normalised texts' UTF-8 bytes, one after the other, and each text's length in bytes.
 
     Normalised all at once: joined by NUL, lower-cased and collapsed as one string, then split
@@ -41,10 +42,10 @@ def _encoded(texts: Sequence[str]) -> tuple[npt.NDArray[np.int64], npt.NDArray[n
         cuts = np.flatnonzero(data == 0)
         bounds = np.concatenate([[-1], cuts, [data.size]])
         lengths = np.diff(bounds) - 1
-        return data[data != 0].astype(np.int64), lengths.astype(np.int64)
+        return data[data != 0], lengths.astype(np.int64)
     encoded = [normalise_text(text).encode("utf-8") for text in texts]
     lengths = np.fromiter((len(e) for e in encoded), dtype=np.int64, count=len(encoded))
-    return np.frombuffer(b"".join(encoded), dtype=np.uint8).astype(np.int64), lengths
+    return np.frombuffer(b"".join(encoded), dtype=np.uint8), lengths
 
 
 def normalise_text(text: str) -> str:
@@ -70,7 +71,7 @@ def profile_sum(texts: Sequence[str], n: int = 3, dim: int = 2048) -> FloatArray
     """The sum of the texts' profiles (their mean, times their number), in bounded memory."""
     total = np.zeros(dim, dtype=np.float64)
     for start in range(0, len(texts), _CHUNK):
-        _rows, buckets, weights = _ngram_entries(texts[start : start + _CHUNK], n, dim)
+        _, buckets, weights = _ngram_entries(texts[start : start + _CHUNK], n, dim, with_rows=False)
         total += np.bincount(buckets, weights=weights, minlength=dim)
     return total
 
@@ -85,11 +86,11 @@ def _profile_rows(texts: Sequence[str], n: int, dim: int) -> sparse.csr_matrix:
 
 
 def _ngram_entries(
-    texts: Sequence[str], n: int, dim: int
+    texts: Sequence[str], n: int, dim: int, *, with_rows: bool = True
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], FloatArray]:
-    """For every position of the texts' bytes: its row, the bucket of the n-gram starting
-    there, and its weight, 1 / (n-grams in its text), or 0 where the n-gram would run past
-    the end of its text.
+    """For every position of the texts' bytes: its row (unless ``with_rows`` is false), the
+    bucket of the n-gram starting there, and its weight, 1 / (n-grams in its text), or 0
+    where the n-gram would run past the end of its text.
 
     All texts are hashed at once over one byte buffer: the polynomial hash of the n bytes at
     each position.
@@ -104,12 +105,13 @@ def _ngram_entries(
     size = data.size - n + 1
     hashed = np.zeros(size, dtype=np.int64)
     for offset in range(n):
-        hashed += data[offset : size + offset] * (_HASH_BASES[offset % len(_HASH_BASES)] ** (offset + 1))
+        base = _HASH_BASES[offset % len(_HASH_BASES)] ** (offset + 1)
+        hashed += np.multiply(data[offset : size + offset], base, dtype=np.int64)
     hashed %= 2_147_483_647
     buckets = hashed & (dim - 1) if dim & (dim - 1) == 0 else hashed % dim
-    rows = np.repeat(np.arange(len(texts), dtype=np.int64), lengths)[:size]
+    rows = np.repeat(np.arange(len(texts), dtype=np.int64), lengths)[:size] if with_rows else _NO_ROWS
     per_text = np.divide(1.0, grams, out=np.zeros(grams.size, dtype=np.float64), where=grams > 0)
-    weights = per_text[rows]
+    weights = np.repeat(per_text, lengths)[:size]
     ends = np.cumsum(lengths)
     for back in range(1, n):  # the last n - 1 positions of each text start no n-gram of it
         crossing = ends - back
