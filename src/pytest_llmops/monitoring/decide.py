@@ -9,7 +9,8 @@ from scipy import stats as scipy_stats
 
 from pytest_llmops.monitoring.effects import observed
 from pytest_llmops.monitoring.features import FEATURES, FeatureSpec
-from pytest_llmops.monitoring.model import DriftSettings, FeatureDrift
+from pytest_llmops.monitoring.model import DriftSettings, Example, FeatureDrift
+from pytest_llmops.monitoring.report import DriftReport
 
 
 def decide(results: dict[str, FeatureDrift], settings: DriftSettings) -> None:
@@ -33,6 +34,36 @@ def decide(results: dict[str, FeatureDrift], settings: DriftSettings) -> None:
         else:
             result.status = "changed (below threshold)"
         result.drifted = result.status == "drift"
+
+
+def build_report(
+    results: dict[str, FeatureDrift],
+    settings: DriftSettings,
+    *,
+    labels: tuple[str, str],
+    sizes: tuple[int, int],
+    paired_prompts: int,
+    examples: list[Example],
+    engine: str = "local",
+) -> DriftReport:
+    """Decide (:func:`decide`) and put the report together, whichever engine made the results."""
+    decide(results, settings)
+    warnings = []
+    if not sizes[0] or not sizes[1]:
+        warnings.append(f"nothing to compare: {sizes[0]} baseline and {sizes[1]} current traces")
+    return DriftReport(
+        baseline_label=labels[0],
+        current_label=labels[1],
+        n_baseline=sizes[0],
+        n_current=sizes[1],
+        alpha=settings.alpha,
+        paired_prompts=paired_prompts,
+        features=results,
+        warnings=warnings,
+        settings=settings,
+        examples=examples,
+        engine=engine,
+    )
 
 
 def selected_specs(settings: DriftSettings) -> list[FeatureSpec]:

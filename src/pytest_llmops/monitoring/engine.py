@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pytest_llmops.monitoring.columns import FeatureColumns
-from pytest_llmops.monitoring.decide import decide, selected_specs
+from pytest_llmops.monitoring.decide import build_report, selected_specs
 from pytest_llmops.monitoring.examples import find_examples
 from pytest_llmops.monitoring.features import FeatureSpec
 from pytest_llmops.monitoring.model import DriftSettings, FeatureDrift
@@ -50,20 +50,12 @@ def compare_columns(
         spec.name: compare_feature(spec, baseline, current, pairing, settings)
         for spec in selected_specs(settings)
     }
-    decide(results, settings)
-    warnings = []
-    if not len(baseline) or not len(current):
-        warnings.append(f"nothing to compare: {len(baseline)} baseline and {len(current)} current traces")
-    return DriftReport(
-        baseline_label=baseline_label,
-        current_label=current_label,
-        n_baseline=len(baseline),
-        n_current=len(current),
-        alpha=settings.alpha,
+    return build_report(
+        results,
+        settings,
+        labels=(baseline_label, current_label),
+        sizes=(len(baseline), len(current)),
         paired_prompts=pairing.count,
-        features=results,
-        warnings=warnings,
-        settings=settings,
         examples=find_examples(baseline, current, pairing, settings),
     )
 

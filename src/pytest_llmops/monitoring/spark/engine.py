@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pytest_llmops.monitoring.columns import FeatureColumns
-from pytest_llmops.monitoring.decide import decide, selected_specs
+from pytest_llmops.monitoring.decide import build_report, selected_specs
 from pytest_llmops.monitoring.examples import find_examples
 from pytest_llmops.monitoring.model import DriftSettings
 from pytest_llmops.monitoring.pairing import pair_prompts
@@ -110,25 +110,15 @@ def compare_dataframes(
             keys = paired_keys if pairs > 0 and name != "prompt_text" else None
             summaries[name] = _text(both, name, sizes, keys, settings, collected if name in small else None)
         results = {spec.name: feature_result(spec, summaries[spec.name], settings) for spec in specs}
-        decide(results, settings)
         examples = _examples(both, paired_keys, settings) if pairs else []
     finally:
         both.unpersist()
-    warnings = []
-    if not sizes["rows_0"] or not sizes["rows_1"]:
-        warnings.append(
-            f"nothing to compare: {sizes['rows_0']} baseline and {sizes['rows_1']} current traces"
-        )
-    return DriftReport(
-        baseline_label=baseline_label,
-        current_label=current_label,
-        n_baseline=sizes["rows_0"],
-        n_current=sizes["rows_1"],
-        alpha=settings.alpha,
+    return build_report(
+        results,
+        settings,
+        labels=(baseline_label, current_label),
+        sizes=(sizes["rows_0"], sizes["rows_1"]),
         paired_prompts=pairs,
-        features=results,
-        warnings=warnings,
-        settings=settings,
         examples=examples,
         engine="spark",
     )
