@@ -52,6 +52,12 @@ def render_html(report: ReportData) -> str:
     status = "drift" if report.drifted else "ok"
     warnings = "".join(f'<li class="warning">{escape(w)}</li>' for w in report.warnings)
     paired = f" Numeric features paired on {report.paired_prompts} prompts." if report.paired_prompts else ""
+    examples_link = (
+        f'<p><a href="#examples">The answers that changed most</a> ({len(report.examples)} paired prompts, '
+        "side by side) follow the plots.</p>"
+        if report.examples
+        else ""
+    )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -68,12 +74,13 @@ feature is DRIFT when q &le; alpha and its effect reaches the minimum effect.{pa
 Baseline in <span style="color:{BASELINE_COLOR}">blue</span>,
 current in <span style="color:{CURRENT_COLOR}">orange</span>.</p>
 <ul>{warnings}</ul>
+{examples_link}
 <table id="summary"><thead><tr><th>feature</th><th>test</th><th>p-value</th><th>n b/c</th><th>change</th>
 <th>effect</th><th>min effect</th><th>p</th><th>q</th><th></th></tr></thead><tbody>
 {"".join(rows)}
 </tbody></table>
-{_examples_section(report.examples)}
 {"".join(sections)}
+{_examples_section(report.examples)}
 <p class="muted">pytest-llmops drift report, schema {escape(report.to_dict()["schema"])}.</p>
 </body></html>
 """
