@@ -35,16 +35,15 @@ from pytest_llmops.monitoring.validation import (
 SCALE_SHIFTS = {"no shift": Shift(), "latency wobble +2 %": Shift(latency_scale=1.02)}
 
 
-def _run_scale(args: tuple[str, int, int, float, int]) -> tuple[str, ScaleOutcome]:
-    name, n, reps, alpha, seed = args
-    return name, simulate_columns(
-        SCALE_SHIFTS[name], n=n, repetitions=reps, seed=seed, settings=DriftSettings(alpha=alpha)
-    )
+def _run_scale(args: tuple[str, int, int, float, int, int]) -> tuple[str, ScaleOutcome]:
+    name, n, reps, alpha, seed, permutations = args
+    settings = DriftSettings(alpha=alpha, permutations=permutations)
+    return name, simulate_columns(SCALE_SHIFTS[name], n=n, repetitions=reps, seed=seed, settings=settings)
 
 
 def scale_main(args: argparse.Namespace) -> int:
     """False alarms of traffic at ``--scale`` traces per side: no shift, and a 2 % latency wobble."""
-    chunks = max(1, args.jobs * 2)
+    chunks = max(10, args.jobs * 2)  # small chunks: progress on stderr as they finish
     work = []
     for name in SCALE_SHIFTS:
         if args.only not in name:
@@ -53,10 +52,17 @@ def scale_main(args: argparse.Namespace) -> int:
         for index in range(chunks):
             reps = min(size, args.reps - index * size)
             if reps > 0:
-                work.append((name, args.scale, reps, args.alpha, args.seed * 1000 + index))
+                work.append((name, args.scale, reps, args.alpha, args.seed * 1000 + index, args.permutations))
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        parts = list(pool.map(_run_scale, work))
+        parts = []
+        for part in pool.map(_run_scale, work):
+            parts.append(part)
+            name, outcome = part
+            print(
+                f"{name}: {outcome.flagged} of {outcome.repetitions} flagged, {outcome.below_threshold} below",
+                file=sys.stderr,
+            )
     print(
         "| traffic, per side | current side | repetitions | DRIFT (any feature) | 95 % CI | changed below threshold | s per comparison |"
     )
@@ -77,7 +83,7 @@ def scale_main(args: argparse.Namespace) -> int:
         bad = bad or flagged / reps > args.alpha
     print(
         f"\n{len(work)} chunks in {time.perf_counter() - started:.0f} s with {args.jobs} worker(s), "
-        f"python {sys.version.split()[0]}."
+        f"{args.permutations} permutations for the text tests, python {sys.version.split()[0]}."
     )
     return 1 if bad else 0
 
@@ -98,6 +104,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="", help="run only scenarios whose name contains this")
     parser.add_argument(
         "--scale", type=int, default=0, help="traces per side: measure false alarms of traffic at this scale"
+    )
+    parser.add_argument(
+        "--permutations",
+        type=int,
+        default=999,
+        help="permutations of the text tests with --scale (default 999)",
     )
     args = parser.parse_args(argv)
     if args.scale:
