@@ -104,7 +104,11 @@ def ks_asymptotic_p(d: float, n: int, m: int) -> float:
     """scipy's asymptotic two-sided p-value of KS D (``ks_2samp(method="asymp")``)."""
     big, small = sorted([float(n), float(m)], reverse=True)
     en = big * small / (big + small)
-    return float(np.clip(stats.kstwo.sf(d, np.round(en)), 0.0, 1.0))
+    with np.errstate(over="ignore", invalid="ignore"):  # scipy's matrix powers may overflow on the way
+        p = float(stats.kstwo.sf(d, np.round(en)))
+    if not math.isfinite(p):  # then the limiting distribution, as scipy itself falls back to
+        p = float(stats.kstwobign.sf(d * math.sqrt(en)))
+    return float(np.clip(p, 0.0, 1.0))
 
 
 def mann_whitney(current: Weighted, baseline: Weighted) -> tuple[float, float]:
