@@ -147,6 +147,22 @@ def test_spark_histograms_of_many_distinct_latencies_stay_within_1_percent(
     assert theirs.practical_effect == pytest.approx(ours.practical_effect, rel=0.01, abs=0.002)
 
 
+def test_spark_profile_sums_of_texts_beyond_the_sample(spark: Any, files: dict[str, str]) -> None:
+    """Past ``text_sample`` texts per side, the JS distance of all texts comes from profile sums
+    computed in Spark's Python workers (a pandas UDF); it equals the local engine's."""
+    from pytest_llmops.monitoring import DriftSettings
+    from pytest_llmops.monitoring.spark.engine import compare_spark_refs
+
+    settings = DriftSettings(text_sample=50, permutations=199)
+    local = compare_refs(files["flat_base"], files["flat_cur"], settings=settings)
+    remote = compare_spark_refs(files["flat_base"], files["flat_cur"], settings=settings, spark=spark)
+    for name in ("prompt_text", "response_text"):
+        ours, theirs = local.features[name], remote.features[name]
+        assert "on a sample of" in ours.test and "on a sample of" in theirs.test
+        assert theirs.effect == pytest.approx(ours.effect, rel=0.01, abs=1e-9), name
+        assert theirs.status == ours.status, name
+
+
 def test_spark_tables_and_the_command(
     spark: Any, files: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -35,10 +35,15 @@ def spark_session() -> SparkSession:
 
 def local_session(cores: str = "*") -> SparkSession:
     """A local Spark session sized for one machine: few shuffle partitions, no UI, Arrow on."""
+    import sys
+
     from pyspark.sql import SparkSession
 
     return (
         SparkSession.builder.master(f"local[{cores}]")
+        # the Python workers of the pandas UDF (n-gram profiles) import pytest_llmops: this Python
+        .config("spark.pyspark.python", sys.executable)
+        .config("spark.pyspark.driver.python", sys.executable)
         .appName("pytest-llmops drift")
         .config("spark.sql.shuffle.partitions", "4")
         .config("spark.default.parallelism", "4")
