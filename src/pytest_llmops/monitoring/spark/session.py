@@ -36,8 +36,19 @@ def spark_session() -> SparkSession:
 def local_session(cores: str = "*") -> SparkSession:
     """A local Spark session sized for one machine: few shuffle partitions, no UI, Arrow on."""
     import sys
+    from pathlib import Path
 
     from pyspark.sql import SparkSession
+
+    import pytest_llmops
+
+    # The pandas UDF's Python workers import pytest_llmops (and pyarrow): run them on this
+    # Python, and let them find the package where we did.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    root = str(Path(pytest_llmops.__file__).resolve().parents[1])
+    paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    if root not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([root, *[p for p in paths if p]])
 
     return (
         SparkSession.builder.master(f"local[{cores}]")

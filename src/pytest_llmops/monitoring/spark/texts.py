@@ -1,6 +1,5 @@
 """Sums of n-gram profiles per side, computed where the data is: a pandas UDF over Arrow
-batches runs the local engine's hashing (``text.profile_sum``, shipped to the executors by
-value, so they need numpy, scipy and pandas but not pytest-llmops) and emits one row per used
+batches runs the local engine's hashing (``text.profile_sum``) and emits one row per used
 bucket; Spark adds them up."""
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pytest_llmops.monitoring.model import DriftSettings
-from pytest_llmops.monitoring.text import FloatArray
+from pytest_llmops.monitoring.text import FloatArray, profile_sum
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -20,14 +19,8 @@ if TYPE_CHECKING:
 
 def profile_sums(texts: DataFrame, name: str, settings: DriftSettings) -> tuple[FloatArray, FloatArray]:
     """The sum of the profiles of column ``name`` per side (0: baseline, 1: current)."""
-    from pyspark import cloudpickle
     from pyspark.sql import functions as F
 
-    from pytest_llmops.monitoring import text
-
-    # The executors' Python need not have pytest-llmops (a Databricks cluster, a local session
-    # on another interpreter): the hashing module travels with the function, by value.
-    cloudpickle.register_pickle_by_value(text)
     n, dim = settings.ngram, settings.ngram_dim
 
     def partial(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
@@ -38,7 +31,7 @@ def profile_sums(texts: DataFrame, name: str, settings: DriftSettings) -> tuple[
                 values = batch.loc[batch["side"] == side, "text"].tolist()
                 if not values:
                     continue
-                sums = text.profile_sum(values, n, dim)
+                sums = profile_sum(values, n, dim)
                 used = np.flatnonzero(sums)
                 yield pd.DataFrame({"side": side, "bucket": used.astype("int32"), "weight": sums[used]})
 
