@@ -295,6 +295,8 @@ def test_empty_sides_give_a_report_with_a_warning() -> None:
 
 
 def test_report_json_text_and_small_sample_warnings() -> None:
+    """8 traces per side cannot show a doubled answer length across different prompts (the
+    warnings say so): the verdict the data imply is no drift."""
     generator = Generator()
     report = compare_traces(
         generator.traces(8, 1),
@@ -303,12 +305,25 @@ def test_report_json_text_and_small_sample_warnings() -> None:
         current_label="run:b",
     )
     data = json.loads(report.to_json())
-    assert data["schema"] == "pytest-llmops/drift/1" and data["baseline"] == {"ref": "run:a", "traces": 8}
+    assert data["schema"] == "pytest-llmops/drift/2" and data["baseline"] == {"ref": "run:a", "traces": 8}
     assert set(data["features"]) == {spec.name for spec in FEATURES}
     assert data["features"]["latency_ms"]["warning"]  # 8 traces per side: warned
+    assert data["features"]["latency_ms"]["p_method"] == "exact"
+    assert data["features"]["completion_tokens"]["min_effect"]["metric"] == "median_change"
     text = report.to_text()
     assert "latency_ms" in text and "Warnings (!):" in text and "run:a" in text
-    assert text.strip().splitlines()[-1].startswith(("DRIFT in", "No drift detected"))
+    assert not report.drifted
+    assert text.strip().splitlines()[-1].startswith("No drift detected (")
+
+
+def test_report_verdict_names_the_drifted_features() -> None:
+    """The same shift at 50 prompts asked on both sides is found: the verdict says DRIFT and
+    names completion tokens."""
+    generator = Generator()
+    report = compare_traces(generator.traces(50, 1), generator.traces(50, 2, Shift(completion_scale=2.0)))
+    verdict = report.to_text().strip().splitlines()[-1]
+    assert report.drifted and verdict.startswith("DRIFT in ")
+    assert "completion_tokens" in verdict.split(":", 1)[1]
 
 
 def test_importing_monitoring_is_free() -> None:

@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from html import escape
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
@@ -30,7 +31,7 @@ from pytest_llmops.monitoring import (
     resolve_ref,
 )
 from pytest_llmops.monitoring.session import baseline_ref
-from pytest_llmops.monitoring.sources import RefError, client_for
+from pytest_llmops.monitoring.sources import RefError, StoreError, client_for
 from pytest_llmops.session import session_id_key
 
 # Latency here is the wall time of a mocked call, 2-3 ms, and moves with the machine's load and
@@ -283,7 +284,7 @@ def test_bad_refs_say_what_is_wrong(store: dict[str, Any], ref: str, message: st
 
 
 def test_missing_store_is_an_error_not_a_new_database(tmp_path: Path) -> None:
-    with pytest.raises(RefError, match="No MLflow store"):
+    with pytest.raises(StoreError, match="No MLflow store"):
         load_traces("lab", f"sqlite:///{tmp_path}/absent.db")
     assert not (tmp_path / "absent.db").exists()
 
@@ -355,7 +356,7 @@ def test_cli_drift_sets_exit_code_writes_reports_and_logs_artifacts(
     assert "DRIFT in" in captured.out and "completion_tokens" in captured.out
 
     report = json.loads(json_path.read_text())
-    assert report["schema"] == "pytest-llmops/drift/1"
+    assert report["schema"] == "pytest-llmops/drift/2"
     assert report["drifted"] is True
     assert "completion_tokens" in report["drifted_features"]
     assert report["baseline"] == {"ref": store["baseline"]["parent"], "traces": 35}
@@ -422,7 +423,7 @@ def test_cli_default_tracking_uri_is_the_embedded_store(
 ) -> None:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(tmp_path)
-    assert main(["drift", "--baseline", "a", "--current", "b"]) == 2
+    assert main(["drift", "--baseline", "a", "--current", "b"]) == 3  # the store: its own exit code
     assert f"No MLflow store at {tmp_path / '.llmops' / 'mlflow.db'}" in capsys.readouterr().err
 
 
@@ -479,3 +480,179 @@ def test_a_session_in_several_experiments_is_named_with_its_experiment(tmp_path:
     config.stash[session_id_key] = "s2"
     assert baseline_ref(config, "session:latest@facts", uri) == "session:s1@facts"
     assert load_traces(baseline_ref(config, "session:latest@facts", uri), uri) == []
+
+
+# --- time windows, pages, the command's one-line errors ---------------------------------------
+
+
+def test_a_time_window_keeps_the_traces_that_started_in_it(store: dict[str, Any]) -> None:
+    from pytest_llmops.monitoring import TimeWindow
+
+    traces = load_traces("drift-lab", store["uri"])
+    times = sorted(t.info.timestamp_ms for t in traces)
+    middle = times[len(times) // 2]
+    early = load_traces("drift-lab", store["uri"], window=TimeWindow(until_ms=middle))
+    late = load_traces("drift-lab", store["uri"], window=TimeWindow(since_ms=middle))
+    assert len(early) + len(late) == len(traces) and early and late
+    assert all(t.info.timestamp_ms < middle for t in early) and all(
+        t.info.timestamp_ms >= middle for t in late
+    )
+    session = load_traces("session:sess-base", store["uri"], window=TimeWindow(since_ms=middle))
+    assert all(t.info.timestamp_ms >= middle for t in session)
+
+
+def test_traces_are_read_in_pages(store: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """An experiment is searched page by page (500 traces a page; 10 here), never in one call."""
+    from mlflow import MlflowClient
+
+    from pytest_llmops.monitoring import sources
+
+    calls: list[int] = []
+    original = MlflowClient.search_traces
+
+    def counting(self: MlflowClient, *args: Any, **kwargs: Any) -> Any:
+        calls.append(kwargs["max_results"])
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(MlflowClient, "search_traces", counting)
+    monkeypatch.setattr(sources, "PAGE_SIZE", 10)
+    assert len(load_traces("drift-lab", store["uri"])) == 3 * 35
+    assert calls == [10] * 11  # 105 traces: 10 full pages and one of 5
+
+
+def test_cli_since_until_select_traces_by_time(
+    store: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = _drift(
+        store,
+        "--baseline",
+        "session:sess-base",
+        "--current",
+        "drift-lab",
+        "--since",
+        "2000-01-01",
+        "--until",
+        "2000-01-02",
+        "--no-log",
+    )
+    assert code == 2
+    assert "has no traces in that time window" in capsys.readouterr().err
+    assert _drift(store, "--baseline", "a", "--current", "b", "--since", "yesterday-ish") == 2
+    assert "is not a time" in capsys.readouterr().err
+    code = _drift(
+        store,
+        "--baseline",
+        "session:sess-base",
+        "--current",
+        "session:sess-same",
+        "--since",
+        "3650d",
+        "--no-log",
+        "--features",
+        "completion_tokens",
+    )
+    assert code == 0 and "No drift detected" in capsys.readouterr().out
+
+
+def _one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err  # one line, no traceback
+    assert "Traceback" not in captured.err and not captured.out
+    return lines[0]
+
+
+def test_cli_unreachable_tracking_server_is_one_line_with_its_own_exit_code(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Port 9 on loopback refuses at once: exit 3 in well under MLflow's ~248 s of retries."""
+    import time
+
+    started = time.monotonic()
+    code = main(["drift", "--tracking-uri", "http://127.0.0.1:9", "--baseline", "a", "--current", "b"])
+    assert code == 3
+    line = _one_line_error(capsys)
+    assert "Cannot reach the MLflow tracking server http://127.0.0.1:9" in line and "--tracking-uri" in line
+    assert time.monotonic() - started < 60  # not a timing benchmark: MLflow's retries take minutes
+
+
+def test_cli_corrupt_store_is_one_line_with_its_own_exit_code(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    corrupt = tmp_path / "mlflow.db"
+    corrupt.write_bytes(b"this is not an SQLite database\n" * 100)
+    code = main(["drift", "--tracking-uri", f"sqlite:///{corrupt}", "--baseline", "a", "--current", "b"])
+    assert code == 3
+    assert f"The MLflow store sqlite:///{corrupt} cannot be read" in _one_line_error(capsys)
+
+
+def test_cli_unknown_feature_is_a_usage_error_before_loading(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the store does not exist: the feature is checked first
+    code = main(
+        [
+            "drift",
+            "--tracking-uri",
+            f"sqlite:///{tmp_path}/none.db",
+            "--baseline",
+            "a",
+            "--current",
+            "b",
+            "--features",
+            "completion_tokens,latency",
+        ]
+    )
+    assert code == 2
+    line = _one_line_error(capsys)
+    assert "unknown drift feature(s) latency" in line and "latency_ms" in line
+    assert main(["drift", "--baseline", "a", "--current", "b", "--min-effect", "latency_ms=big"]) == 2
+    assert "is not a number" in _one_line_error(capsys)
+
+
+def test_cli_unwritable_html_is_checked_before_the_analysis(
+    store: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    target = blocker / "report.html"
+    # a REF that names nothing: the output is checked first, so the output's error is the one
+    assert _drift(store, "--baseline", "nope", "--current", "session:sess-same", "--html", str(target)) == 4
+    line = _one_line_error(capsys)
+    assert f"cannot write --html {target}" in line and "writable path" in line
+    assert (
+        _drift(
+            store,
+            "--baseline",
+            "session:sess-base",
+            "--current",
+            "session:sess-same",
+            "--json",
+            str(tmp_path),
+        )
+        == 4
+    )
+    assert "is a folder" in _one_line_error(capsys)
+
+
+# --- examples ---------------------------------------------------------------------------------
+
+
+def test_the_report_shows_the_answers_that_changed_most(store: dict[str, Any], tmp_path: Path) -> None:
+    report = compare_refs("session:sess-base", "session:sess-shift", store["uri"])
+    assert len(report.examples) == 5
+    first = report.examples[0]
+    assert first.baseline != first.current and first.prompt
+    assert first.score >= report.examples[-1].score
+    data = json.loads(report.to_json())
+    assert (
+        data["examples"][0]["baseline"] == first.baseline and data["examples"][0]["current"] == first.current
+    )
+    assert {"finish_reason", "completion_tokens"} <= set(data["examples"][0]["current_details"])
+    html = report.to_html()
+    section = html[html.index('<section id="examples">') :]
+    assert escape(first.baseline[:60]) in section and escape(first.current[:60]) in section
+    text = report.to_text()
+    assert "Answers that changed most (5 paired prompts):" in text
+    same = compare_refs("session:sess-base", "session:sess-base", store["uri"])
+    assert same.examples == []  # nothing changed: nothing to show

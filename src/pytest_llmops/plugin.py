@@ -110,7 +110,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--llmops-drift-baseline", metavar="REF", default=None,
         help="compare this session's traces with a baseline at the end: a run id, session:ID, "
-        "session:latest[@EXPERIMENT] or EXPERIMENT[:FILTER].",
+        "session:latest[@EXPERIMENT], session:latest-live[@EXPERIMENT] (sessions whose answers came "
+        "from the service), EXPERIMENT[:FILTER] or a .jsonl/.parquet file.",
+    )
+    group.addoption(
+        "--llmops-fail-on-drift", action="store_true", default=False,
+        help="exit 1 when the session drifted from --llmops-drift-baseline (or the comparison could "
+        "not run), if the tests themselves passed.",
+    )
+    group.addoption(
+        "--llmops-drift-html", metavar="PATH", default=None,
+        help="write the drift report of --llmops-drift-baseline as HTML to PATH.",
+    )
+    group.addoption(
+        "--llmops-min-effect", metavar="FEATURE=VALUE", action="append", default=[],
+        help="minimum effect for DRIFT of a feature (latency_ms=0.3, latency_ms=psi:0.25; 0: "
+        "significance alone), as `pytest-llmops drift --min-effect`; repeatable.",
     )
     group.addoption(
         "--llmops-allow-host", metavar="HOST", action="append", default=[], dest="llmops_allow_host",

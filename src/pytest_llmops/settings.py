@@ -58,6 +58,9 @@ class Settings:
     allowed_hosts: tuple[str, ...] = ()
     """Hosts reachable in replay besides loopback: ``--llmops-allow-host``, then the
     ``llmops_allowed_hosts`` ini option."""
+    drift_fail: bool = False
+    drift_html: Path | None = None
+    drift_min_effect: tuple[str, ...] = ()
 
     @property
     def is_replay(self) -> bool:
@@ -154,6 +157,9 @@ def from_config(config: pytest.Config, environ: Mapping[str, str] | None = None)
         report=report,
         drift_baseline=option.llmops_drift_baseline,
         allowed_hosts=(*option.llmops_allow_host, *config.getini("llmops_allowed_hosts")),
+        drift_fail=option.llmops_fail_on_drift,
+        drift_html=_invocation_path(config, option.llmops_drift_html),
+        drift_min_effect=tuple(option.llmops_min_effect or ()),
     )
 
 
@@ -168,6 +174,11 @@ def _tracking_uri(config: pytest.Config, env: Mapping[str, str]) -> tuple[str | 
         if value and value.strip():
             return value.strip(), source
     return None, None
+
+
+def _invocation_path(config: pytest.Config, value: str | None) -> Path | None:
+    """A path option, relative to the folder pytest was started in."""
+    return Path(config.invocation_params.dir, value) if value else None
 
 
 def get(config: pytest.Config) -> Settings:

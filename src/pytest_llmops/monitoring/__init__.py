@@ -15,21 +15,26 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pytest_llmops.monitoring.drift import (
-        DriftReport,
-        DriftSettings,
-        FeatureDrift,
-        compare_features,
-        compare_refs,
-        compare_traces,
-    )
+    from pytest_llmops.monitoring.columns import FeatureColumns
+    from pytest_llmops.monitoring.drift import compare_features, compare_refs, compare_traces
+    from pytest_llmops.monitoring.effects import MinEffect
+    from pytest_llmops.monitoring.engine import compare_columns
     from pytest_llmops.monitoring.features import FEATURES, TraceFeatures, extract_features
-    from pytest_llmops.monitoring.sources import RefError, load_traces, log_report, resolve_ref
+    from pytest_llmops.monitoring.mlflow_store import StoreError, log_report
+    from pytest_llmops.monitoring.model import DriftSettings, Example, FeatureDrift
+    from pytest_llmops.monitoring.report import DriftReport
+    from pytest_llmops.monitoring.sources import RefError, load_traces, resolve_ref
+    from pytest_llmops.monitoring.window import TimeWindow
 
 _EXPORTS = {
-    "DriftReport": "drift",
-    "DriftSettings": "drift",
-    "FeatureDrift": "drift",
+    "DriftReport": "report",
+    "DriftSettings": "model",
+    "Example": "model",
+    "FeatureDrift": "model",
+    "FeatureColumns": "columns",
+    "MinEffect": "effects",
+    "TimeWindow": "window",
+    "compare_columns": "engine",
     "compare_features": "drift",
     "compare_refs": "drift",
     "compare_traces": "drift",
@@ -37,8 +42,9 @@ _EXPORTS = {
     "TraceFeatures": "features",
     "extract_features": "features",
     "RefError": "sources",
+    "StoreError": "mlflow_store",
     "load_traces": "sources",
-    "log_report": "sources",
+    "log_report": "mlflow_store",
     "resolve_ref": "sources",
 }
 
@@ -46,9 +52,15 @@ __all__ = [
     "FEATURES",
     "DriftReport",
     "DriftSettings",
+    "Example",
+    "FeatureColumns",
     "FeatureDrift",
+    "MinEffect",
     "RefError",
+    "StoreError",
+    "TimeWindow",
     "TraceFeatures",
+    "compare_columns",
     "compare_features",
     "compare_refs",
     "compare_traces",

@@ -1,20 +1,24 @@
-"""``pytest-llmops drift``: compare the traces of two runs (or sessions, or experiments).
+"""``pytest-llmops drift``: compare the traces of two REFs (runs, sessions, experiments of an
+MLflow store, or JSON Lines / Parquet files).
 
-Cheap to import: numpy, scipy, mlflow and matplotlib are imported when the command runs.
-Exit codes: 0 no drift (or drift without ``--fail-on-drift``), 1 drift with
-``--fail-on-drift``, 2 a REF that names nothing or has no traces.
+Cheap to import: numpy, scipy, mlflow, pyspark and matplotlib are imported when the command
+runs. Exit codes: 0 no drift (or drift without ``--fail-on-drift``); 1 drift with
+``--fail-on-drift``; 2 bad input (a REF that names nothing or has no traces, an unknown
+feature, a bad ``--min-effect``, ``--since`` or ``--until``, a missing engine); 3 the tracking
+store cannot be used (missing, unreachable, corrupt); 4 an output file cannot be written
+(checked before the analysis). Every error is one line on stderr that says how to fix it.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 REF_HELP = (
     "a run id (or run:ID; a session's parent run means all its test runs), session:ID, "
-    "session:latest[@EXPERIMENT], or EXPERIMENT[:FILTER] with an MLflow run filter, "
-    "e.g. \"lab:tags.llmops.mode = 'replay'\""
+    "session:latest[@EXPERIMENT], session:latest-live[@EXPERIMENT], EXPERIMENT[:FILTER] with an "
+    "MLflow run filter (e.g. \"lab:tags.llmops.mode = 'replay'\"), or a .jsonl / .parquet file of "
+    "flat traces or serving inference-table rows"
 )
 
 
@@ -22,11 +26,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     """Register the ``drift`` subcommand."""
     parser = subparsers.add_parser(
         "drift",
-        help="compare the traces of two runs for drift (exit 1 with --fail-on-drift)",
-        description="Compare the MLflow traces behind two REFs feature by feature (tokens, latency, "
-        "answer length, finish reason, errors, tool calls, model, deployment, text n-grams) with "
-        "two-sample tests, Benjamini-Hochberg across features. Prints a table; writes JSON and a "
-        "self-contained HTML report on request; logs all three to MLflow.",
+        help="compare the traces of two runs or files for drift (exit 1 with --fail-on-drift)",
+        description="Compare the traces behind two REFs feature by feature (tokens, latency, answer "
+        "length, finish reason, errors, tool calls, model, deployment, text n-grams) with two-sample "
+        "tests, Benjamini-Hochberg across features and a minimum effect per feature. Prints a table; "
+        "writes JSON and a self-contained HTML report on request; logs all three to MLflow. "
+        "Exit codes: 0 no drift, 1 drift with --fail-on-drift, 2 bad input, 3 tracking store "
+        "unusable, 4 output not writable.",
     )
     parser.add_argument("--baseline", required=True, metavar="REF", help=f"the reference: {REF_HELP}")
     parser.add_argument("--current", required=True, metavar="REF", help="what to compare with the baseline")
@@ -49,6 +55,29 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="compare only these features",
     )
     parser.add_argument(
+        "--min-effect",
+        action="append",
+        default=[],
+        metavar="FEATURE=VALUE",
+        help="minimum effect for DRIFT of a feature, in its default metric (latency_ms=0.3) or another "
+        "(latency_ms=psi:0.25); 0 means significance alone; repeatable",
+    )
+    parser.add_argument(
+        "--since",
+        metavar="TIME",
+        help="only current traces started at or after TIME (ISO date/time, or a duration ago: 24h, 7d)",
+    )
+    parser.add_argument("--until", metavar="TIME", help="only current traces started before TIME")
+    parser.add_argument("--baseline-since", metavar="TIME", help="the same for the baseline's traces")
+    parser.add_argument("--baseline-until", metavar="TIME", help="the same for the baseline's traces")
+    parser.add_argument(
+        "--engine",
+        choices=("local", "spark"),
+        default="local",
+        help="local (numpy/scipy, default) or spark (PySpark DataFrames: Parquet/Delta paths, tables, "
+        "serving inference tables; pip install 'pytest-llmops[spark]')",
+    )
+    parser.add_argument(
         "--unpaired", action="store_true", help="never pair numeric features by prompt (default: auto)"
     )
     log = parser.add_mutually_exclusive_group()
@@ -63,75 +92,21 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run_drift(args: argparse.Namespace) -> int:
-    """Run the ``drift`` command."""
-    from pytest_llmops.monitoring.drift import DriftSettings, compare_traces
-    from pytest_llmops.monitoring.sources import RefError, client_for, log_report, resolve_ref, traces_of
+    """Run the ``drift`` command: one line on stderr and an exit code for every failure."""
+    from pytest_llmops.monitoring.command import DriftFailure, run
 
     try:
-        settings = DriftSettings(
-            alpha=args.alpha, features=args.features, pairing="off" if args.unpaired else "auto"
-        )
-        client = client_for(args.tracking_uri)
-        resolved_base = resolve_ref(args.baseline, client)
-        resolved_cur = resolve_ref(args.current, client)
-        baseline = traces_of(resolved_base, client)
-        current = traces_of(resolved_cur, client)
-    except (RefError, ValueError) as error:
-        print(f"pytest-llmops drift: {error}", file=sys.stderr)
-        return 2
-    for label, resolved, traces in (
-        ("baseline", resolved_base, baseline),
-        ("current", resolved_cur, current),
-    ):
-        if not traces:
-            print(
-                f"pytest-llmops drift: {label} REF {resolved.ref!r} ({resolved.description}) has no traces. "
-                "Traces are recorded by mlflow.openai.autolog() inside a run (the llmops marker does it).",
-                file=sys.stderr,
-            )
-            return 2
-
-    report = compare_traces(
-        baseline, current, settings=settings, baseline_label=args.baseline, current_label=args.current
-    )
-    text = report.to_text()
-    if args.json_path == "-":
-        print(report.to_json())
-    else:
-        print(text, end="")
-        print(f"baseline: {resolved_base.description}\ncurrent: {resolved_cur.description}")
-    if args.json_path and args.json_path != "-":
-        _write(Path(args.json_path), report.to_json() + "\n")
-    html = report.to_html() if (args.html_path or not args.no_log) else None
-    if args.html_path and html is not None:
-        _write(Path(args.html_path), html)
-    if not args.no_log:
-        run_id = log_report(
-            report,
-            client=client,
-            run_id=args.log_run,
-            experiment_id=resolved_cur.experiment_ids[0],
-            html=html,
-        )
-        print(
-            f"Logged drift/report.json, drift/report.txt, drift/report.html to MLflow run {run_id}.",
-            file=sys.stderr,
-        )
-    return 1 if report.drifted and args.fail_on_drift else 0
-
-
-def _write(path: Path, content: str) -> None:
-    import os
-
-    from pytest_llmops.secrets.known import KnownSecrets
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # The secret variables of the environment never reach a report file.
-    path.write_text(KnownSecrets.from_environ(os.environ).scrub(content), encoding="utf-8")
+        return run(args)
+    except DriftFailure as failure:
+        print(f"pytest-llmops drift: {failure}", file=sys.stderr)
+        return failure.exit_code
 
 
 def _alpha(text: str) -> float:
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"alpha must be a number between 0 and 1, got {text}") from None
     if not 0 < value < 1:
         raise argparse.ArgumentTypeError(f"alpha must be between 0 and 1, got {text}")
     return value

@@ -253,9 +253,9 @@ def _llm_call(span: Mapping[str, Any]) -> _LLMCall:
     if total_tokens is None and prompt_tokens is not None and completion_tokens is not None:
         total_tokens = prompt_tokens + completion_tokens
 
-    finish_reason, response_text, tool_calls = _completion(outputs)
+    finish_reason, response_text, tool_calls = completion_parts(outputs)
     messages = inputs.get("messages") or inputs.get("input") or []
-    prompt_text = _messages_text(messages)
+    prompt_text = messages_text(messages)
     canonical = json.dumps(messages, sort_keys=True, default=str) if messages else ""
     model = outputs.get("model") or None
     deployment = inputs.get("model") or _attribute(span, "model")
@@ -274,7 +274,7 @@ def _llm_call(span: Mapping[str, Any]) -> _LLMCall:
     )
 
 
-def _completion(outputs: Mapping[str, Any]) -> tuple[str | None, str, int]:
+def completion_parts(outputs: Mapping[str, Any]) -> tuple[str | None, str, int]:
     """Finish reason, text and number of tool calls of a chat completion or a Responses API reply."""
     choices = outputs.get("choices")
     if isinstance(choices, list) and choices:
@@ -318,7 +318,7 @@ def _content_text(content: object) -> str:
     return str(content)
 
 
-def _messages_text(messages: object) -> str:
+def messages_text(messages: object) -> str:
     if isinstance(messages, str):
         return messages
     if not isinstance(messages, list):

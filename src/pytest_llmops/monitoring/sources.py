@@ -11,7 +11,9 @@ REF syntax (the same for the CLI, ``compare_refs`` and ``--llmops-drift-baseline
     each).
 ``session:latest`` or ``session:latest@EXPERIMENT``
     The most recent session parent run that is no longer running (so a session can name the
-    previous one as its baseline). ``resolve_ref(..., exclude_session=ID)`` passes over session
+    previous one as its baseline). ``session:latest-live[@EXPERIMENT]``: the most recent one
+    whose calls reached the service (mode live or record): replayed sessions carry recorded
+    answers. ``resolve_ref(..., exclude_session=ID)`` passes over session
     ``ID`` (a finished session naming the one before it), and over parent runs without a session id.
 ``experiment:NAME[:FILTER]`` or ``NAME[:FILTER]``
     All traces of the experiment; with FILTER (an MLflow run search filter, e.g.
@@ -24,32 +26,56 @@ mlflow is imported inside the functions: importing this module costs nothing.
 
 from __future__ import annotations
 
-import os
 import re
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_llmops.errors import LLMOpsError
+from pytest_llmops.monitoring.mlflow_store import (
+    SESSION_ROLE_TAG,
+    StoreError,
+    client_for,
+    default_tracking_uri,
+    log_report,
+)
+from pytest_llmops.monitoring.window import TimeWindow
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities import Run, Trace
 
-    from pytest_llmops.monitoring.drift import DriftReport
-
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
-SESSION_ROLE_TAG = "llmops.role"
 SESSION_ID_TAG = "llmops.session_id"
 PARENT_TAG = "mlflow.parentRunId"
+MODE_TAG = "llmops.mode"
+PAGE_SIZE = 500  # traces per search call: 100,000 traces are 200 pages, never one call
 # Above this many runs in one experiment, one time-window query beats a query per run.
 _WINDOW_QUERY_RUNS = 20
 
 
+__all__ = [
+    "SESSION_ID_TAG",
+    "SESSION_ROLE_TAG",
+    "NoEarlierSession",
+    "RefError",
+    "ResolvedRef",
+    "StoreError",
+    "client_for",
+    "default_tracking_uri",
+    "load_traces",
+    "log_report",
+    "resolve_ref",
+    "traces_of",
+]
+
+
 class RefError(LLMOpsError):
     """A REF that names nothing in the tracking store."""
+
+
+class NoEarlierSession(RefError):
+    """``session:latest`` found no finished session (other than the one running): a first session."""
 
 
 @dataclass
@@ -67,31 +93,6 @@ class ResolvedRef:
     def run_ids(self) -> list[str]:
         """Ids of the runs whose traces the REF means (empty for a whole experiment)."""
         return [run.info.run_id for run in self.runs]
-
-
-def default_tracking_uri(cwd: str | Path | None = None) -> str:
-    """``MLFLOW_TRACKING_URI``, else the plugin's embedded store ``sqlite:///<cwd>/.llmops/mlflow.db``."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI")
-    if uri:
-        return uri
-    folder = Path(cwd) if cwd is not None else Path.cwd()
-    return f"sqlite:///{(folder / '.llmops' / 'mlflow.db').resolve()}"
-
-
-def client_for(tracking_uri: str | None) -> MlflowClient:
-    """An ``MlflowClient`` for ``tracking_uri`` (default: :func:`default_tracking_uri`), checked to exist."""
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    uri = tracking_uri or default_tracking_uri()
-    if uri.startswith("sqlite:///"):
-        path = Path(uri.removeprefix("sqlite:///"))
-        if not path.exists():
-            raise RefError(
-                f"No MLflow store at {path}: run the suite with the llmops marker first, or pass "
-                "--tracking-uri (or set MLFLOW_TRACKING_URI) to the store that holds the runs."
-            )
-    from mlflow import MlflowClient
-
-    return MlflowClient(tracking_uri=uri)
 
 
 def resolve_ref(ref: str, client: MlflowClient, *, exclude_session: str | None = None) -> ResolvedRef:
@@ -119,86 +120,36 @@ def resolve_ref(ref: str, client: MlflowClient, *, exclude_session: str | None =
 
 
 def load_traces(
-    ref: str, tracking_uri: str | None = None, *, client: MlflowClient | None = None
+    ref: str,
+    tracking_uri: str | None = None,
+    *,
+    client: MlflowClient | None = None,
+    window: TimeWindow | None = None,
 ) -> list[Trace]:
-    """All traces behind a REF, oldest first."""
+    """All traces behind a REF (inside ``window``, when given), oldest first."""
     client = client or client_for(tracking_uri)
-    return traces_of(resolve_ref(ref, client), client)
+    return traces_of(resolve_ref(ref, client), client, window=window)
 
 
-def traces_of(resolved: ResolvedRef, client: MlflowClient) -> list[Trace]:
-    """The traces of a resolved REF, de-duplicated, oldest first."""
+def traces_of(
+    resolved: ResolvedRef, client: MlflowClient, *, window: TimeWindow | None = None
+) -> list[Trace]:
+    """The traces of a resolved REF, de-duplicated, oldest first; ``window`` keeps those that
+    started inside it (a filter of the search, so pages hold only what is wanted)."""
     traces: dict[str, Trace] = {}
+    within = window.mlflow_filter() if window is not None and window.bounded else ""
     if resolved.whole_experiment:
         for experiment_id in resolved.experiment_ids:
-            for trace in _search(client, experiment_id):
+            for trace in _search(client, experiment_id, filter_string=within or None):
                 traces[trace.info.trace_id] = trace
     else:
         by_experiment: dict[str, list[Run]] = {}
         for run in resolved.runs:
             by_experiment.setdefault(run.info.experiment_id, []).append(run)
         for experiment_id, runs in by_experiment.items():
-            for trace in _traces_of_runs(client, experiment_id, runs):
+            for trace in _traces_of_runs(client, experiment_id, runs, within):
                 traces[trace.info.trace_id] = trace
     return sorted(traces.values(), key=lambda trace: trace.info.timestamp_ms)
-
-
-def log_report(
-    report: DriftReport,
-    tracking_uri: str | None = None,
-    *,
-    run_id: str | None = None,
-    experiment_id: str | None = None,
-    html: str | None = None,
-    client: MlflowClient | None = None,
-    scrub: Callable[[str], str] | None = None,
-) -> str:
-    """Log a report to MLflow and return the run id it went to.
-
-    Every text logged (tags, artifacts) goes through ``scrub`` first: the session's secret
-    scrubbing, by default that of the secret variables of the environment.
-
-    Without ``run_id`` a new run is created in ``experiment_id`` (run name
-    ``drift <baseline> -> <current>``, tag ``llmops.role=drift``). Artifacts under ``drift/``:
-    ``report.json``, ``report.txt`` and ``report.html``; the run also gets tags
-    ``llmops.drift.baseline``, ``llmops.drift.current``, ``llmops.drift.drifted`` and metrics
-    ``drift.features_drifted`` and, per tested feature, ``drift.<feature>.p_adjusted``.
-    """
-    client = client or client_for(tracking_uri)
-    if scrub is None:
-        from pytest_llmops.secrets.known import KnownSecrets
-
-        scrub = KnownSecrets.from_environ(os.environ).scrub
-    tags = {
-        "llmops.drift.baseline": scrub(report.baseline_label)[:250],
-        "llmops.drift.current": scrub(report.current_label)[:250],
-        "llmops.drift.drifted": str(report.drifted).lower(),
-    }
-    created = run_id is None
-    if run_id is None:
-        if experiment_id is None:
-            raise ValueError("log_report needs run_id or experiment_id")
-        name = scrub(f"drift {report.baseline_label} -> {report.current_label}")[:250]
-        run_id = client.create_run(
-            experiment_id, run_name=name, tags={**tags, SESSION_ROLE_TAG: "drift"}
-        ).info.run_id
-    else:
-        for key, value in tags.items():
-            client.set_tag(run_id, key, value)
-    from mlflow.entities import Metric
-
-    now = int(time.time() * 1000)
-    metrics = [Metric("drift.features_drifted", float(len(report.drifted_features)), now, 0)]
-    for name, feature in report.features.items():
-        if feature.p_adjusted is not None:
-            metrics.append(Metric(f"drift.{name}.p_adjusted", feature.p_adjusted, now, 0))
-    client.log_batch(run_id, metrics=metrics)
-    client.log_text(run_id, scrub(report.to_json()), "drift/report.json")
-    client.log_text(run_id, scrub(report.to_text()), "drift/report.txt")
-    client.log_text(run_id, scrub(html if html is not None else report.to_html()), "drift/report.html")
-    if created:
-        client.set_terminated(run_id)
-    return run_id
 
 
 # --- resolution --------------------------------------------------------------------------
@@ -221,18 +172,25 @@ def _from_run(ref: str, run_id: str, client: MlflowClient) -> ResolvedRef:
 def _from_session(ref: str, session: str, client: MlflowClient, exclude: str | None = None) -> ResolvedRef:
     experiments = _all_experiment_ids(client)
     role_filter = f"tags.`{SESSION_ROLE_TAG}` = 'session'"
-    if session == "latest" or session.startswith("latest@"):
-        experiment_name = session.partition("@")[2]
+    latest, _, experiment_name = session.partition("@")
+    if latest in ("latest", "latest-live"):
         if experiment_name:
             experiments = [_experiment_id(client, experiment_name, ref)]
-        candidates = client.search_runs(
-            experiments, filter_string=role_filter, order_by=["attributes.start_time DESC"], max_results=50
-        )
-        finished = [run for run in candidates if run.info.status != "RUNNING" and _eligible(run, exclude)]
+        live = latest == "latest-live"
+        # live sessions: their answers came from the service (live or record mode), not a cassette
+        where = f"{role_filter} and tags.`{MODE_TAG}` != 'replay'" if live else role_filter
+        finished = [
+            run
+            for run in _search_runs(
+                client, experiments, where, order_by=["attributes.start_time DESC"], limit=200
+            )
+            if run.info.status != "RUNNING" and _eligible(run, exclude) and (not live or _is_live(run))
+        ]
         if not finished:
             other = f" other than session {exclude!r}" if exclude is not None else ""
-            raise RefError(
-                f"REF {ref!r}: no finished pytest-llmops session run{other} in the tracking store."
+            kind = "live (or record) " if live else ""
+            raise NoEarlierSession(
+                f"REF {ref!r}: no finished {kind}pytest-llmops session run{other} in the tracking store."
             )
         parent = finished[0]
     else:
@@ -317,32 +275,51 @@ def _descendants(client: MlflowClient, parents: Sequence[Run]) -> list[Run]:
     return found
 
 
-def _search_runs(client: MlflowClient, experiment_ids: list[str], filter_string: str) -> list[Run]:
+def _search_runs(
+    client: MlflowClient,
+    experiment_ids: list[str],
+    filter_string: str,
+    *,
+    order_by: list[str] | None = None,
+    limit: int | None = None,
+) -> list[Run]:
     runs: list[Run] = []
     token: str | None = None
     while True:
         page = client.search_runs(
-            experiment_ids, filter_string=filter_string, max_results=1000, page_token=token
+            experiment_ids, filter_string=filter_string, max_results=1000, page_token=token, order_by=order_by
         )
         runs.extend(page)
         token = page.token
-        if not token:
+        if not token or (limit is not None and len(runs) >= limit):
             return runs
+
+
+def _is_live(run: Run) -> bool:
+    return run.data.tags.get(MODE_TAG) in ("live", "record")
 
 
 def _all_experiment_ids(client: MlflowClient) -> list[str]:
     return [str(experiment.experiment_id) for experiment in client.search_experiments(max_results=1000)]
 
 
-def _traces_of_runs(client: MlflowClient, experiment_id: str, runs: Sequence[Run]) -> list[Trace]:
+def _traces_of_runs(
+    client: MlflowClient, experiment_id: str, runs: Sequence[Run], within: str
+) -> list[Trace]:
     if len(runs) <= _WINDOW_QUERY_RUNS:
-        return [trace for run in runs for trace in _search(client, experiment_id, run_id=run.info.run_id)]
+        return [
+            trace
+            for run in runs
+            for trace in _search(client, experiment_id, run_id=run.info.run_id, filter_string=within or None)
+        ]
     wanted = {run.info.run_id for run in runs}
     start = min(run.info.start_time for run in runs)
     ends = [run.info.end_time for run in runs]
     window = f"timestamp_ms >= {start}"
     if all(end is not None for end in ends):
         window += f" AND timestamp_ms <= {max(e for e in ends if e is not None)}"
+    if within:
+        window += f" AND {within}"
     return [
         trace
         for trace in _search(client, experiment_id, filter_string=window)
@@ -354,7 +331,9 @@ def _search(client: MlflowClient, experiment_id: str, **kwargs: Any) -> list[Tra
     traces: list[Trace] = []
     token: str | None = None
     while True:
-        page = client.search_traces(locations=[experiment_id], max_results=500, page_token=token, **kwargs)
+        page = client.search_traces(
+            locations=[experiment_id], max_results=PAGE_SIZE, page_token=token, **kwargs
+        )
         traces.extend(page)
         token = page.token
         if not token:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
+from scipy import sparse
 from scipy.special import rel_entr
 
 FloatArray = npt.NDArray[np.float64]
@@ -22,6 +23,29 @@ FloatArray = npt.NDArray[np.float64]
 _WHITESPACE = re.compile(r"\s+")
 # Multipliers of a polynomial rolling hash over bytes; fixed so profiles are stable across runs.
 _HASH_BASES = (1_000_003, 8_191, 131)
+_NO_ROWS = np.zeros(0, dtype=np.int64)
+_CHUNK = 20_000  # texts hashed at once: bounds the memory of the byte buffer and its hashes
+
+
+def _encoded(texts: Sequence[str]) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
+    """The normalised texts' UTF-8 bytes, one after the other, and each text's length in bytes.
+
+    Normalised all at once: joined by NUL, lower-cased and collapsed as one string, then split
+    at the NULs (texts that hold a NUL themselves are normalised one by one).
+    """
+    joined = "\x00".join(texts)
+    if joined.count("\x00") == max(len(texts) - 1, 0):
+        # str.split() splits at the same whitespace as the regex (str.isspace), and is faster
+        clean = " ".join(joined.lower().split()).replace(" \x00", "\x00").replace("\x00 ", "\x00")
+        raw = clean.encode("utf-8")
+        data = np.frombuffer(raw, dtype=np.uint8)
+        cuts = np.flatnonzero(data == 0)
+        bounds = np.concatenate([[-1], cuts, [data.size]])
+        lengths = np.diff(bounds) - 1
+        return data[data != 0], lengths.astype(np.int64)
+    encoded = [normalise_text(text).encode("utf-8") for text in texts]
+    lengths = np.fromiter((len(e) for e in encoded), dtype=np.int64, count=len(encoded))
+    return np.frombuffer(b"".join(encoded), dtype=np.uint8), lengths
 
 
 def normalise_text(text: str) -> str:
@@ -31,18 +55,68 @@ def normalise_text(text: str) -> str:
 
 def ngram_profiles(texts: Sequence[str], n: int = 3, dim: int = 2048) -> FloatArray:
     """One row per text: its hashed byte n-gram frequencies, summing to 1 (zeros for short texts)."""
-    profiles = np.zeros((len(texts), dim), dtype=np.float64)
-    for row, text in enumerate(texts):
-        data = np.frombuffer(normalise_text(text).encode("utf-8"), dtype=np.uint8).astype(np.int64)
-        if data.size < n:
-            continue
-        hashed = np.zeros(data.size - n + 1, dtype=np.int64)
-        for offset in range(n):
-            base = _HASH_BASES[offset % len(_HASH_BASES)] ** (offset + 1)
-            hashed = (hashed + data[offset : data.size - n + 1 + offset] * base) % 2_147_483_647
-        counts = np.bincount(hashed % dim, minlength=dim).astype(np.float64)
-        profiles[row] = counts / counts.sum()
-    return profiles
+    dense: FloatArray = profile_matrix(texts, n, dim).toarray()
+    return dense
+
+
+def profile_matrix(texts: Sequence[str], n: int = 3, dim: int = 2048) -> sparse.csr_matrix:
+    """:func:`ngram_profiles` as a sparse matrix (a text has a few hundred distinct n-grams)."""
+    parts = [_profile_rows(texts[start : start + _CHUNK], n, dim) for start in range(0, len(texts), _CHUNK)]
+    if not parts:
+        return sparse.csr_matrix((0, dim), dtype=np.float64)
+    return sparse.vstack(parts, format="csr")
+
+
+def profile_sum(texts: Sequence[str], n: int = 3, dim: int = 2048) -> FloatArray:
+    """The sum of the texts' profiles (their mean, times their number), in bounded memory."""
+    total = np.zeros(dim, dtype=np.float64)
+    for start in range(0, len(texts), _CHUNK):
+        _, buckets, weights = _ngram_entries(texts[start : start + _CHUNK], n, dim, with_rows=False)
+        total += np.bincount(buckets, weights=weights, minlength=dim)
+    return total
+
+
+def _profile_rows(texts: Sequence[str], n: int, dim: int) -> sparse.csr_matrix:
+    rows, buckets, weights = _ngram_entries(texts, n, dim)
+    kept = weights > 0
+    rows, buckets, weights = rows[kept], buckets[kept], weights[kept]
+    matrix = sparse.coo_matrix((weights, (rows, buckets)), shape=(len(texts), dim)).tocsr()
+    matrix.sum_duplicates()
+    return matrix
+
+
+def _ngram_entries(
+    texts: Sequence[str], n: int, dim: int, *, with_rows: bool = True
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], FloatArray]:
+    """For every position of the texts' bytes: its row (unless ``with_rows`` is false), the
+    bucket of the n-gram starting there, and its weight, 1 / (n-grams in its text), or 0
+    where the n-gram would run past the end of its text.
+
+    All texts are hashed at once over one byte buffer: the polynomial hash of the n bytes at
+    each position.
+    """
+    data, lengths = _encoded(texts)
+    grams = np.maximum(lengths - n + 1, 0)
+    if data.size < n or not grams.any():
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, np.zeros(0, dtype=np.float64)
+    # sum of byte * base over the n bytes, reduced once (mod is compatible with the sums; the
+    # largest sum, 255 * (1000003 + 8191**2 + 131**3), fits in int64)
+    size = data.size - n + 1
+    hashed = np.zeros(size, dtype=np.int64)
+    for offset in range(n):
+        base = _HASH_BASES[offset % len(_HASH_BASES)] ** (offset + 1)
+        hashed += np.multiply(data[offset : size + offset], base, dtype=np.int64)
+    hashed %= 2_147_483_647
+    buckets = hashed & (dim - 1) if dim & (dim - 1) == 0 else hashed % dim
+    rows = np.repeat(np.arange(len(texts), dtype=np.int64), lengths)[:size] if with_rows else _NO_ROWS
+    per_text = np.divide(1.0, grams, out=np.zeros(grams.size, dtype=np.float64), where=grams > 0)
+    weights = np.repeat(per_text, lengths)[:size]
+    ends = np.cumsum(lengths)
+    for back in range(1, n):  # the last n - 1 positions of each text start no n-gram of it
+        crossing = ends - back
+        weights[crossing[(crossing >= 0) & (crossing < size)]] = 0.0
+    return rows, buckets, weights
 
 
 def js_distance(p: FloatArray, q: FloatArray) -> FloatArray:

@@ -129,3 +129,48 @@ def table(outcomes: list[Outcome], alpha: float) -> str:
         )
     lines.append(f"\nalpha = {alpha:g} (false discovery rate, Benjamini-Hochberg across features).")
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class ScaleOutcome:
+    """False alarms at scale: how often any feature was DRIFT, and how often the shifted
+    feature changed significantly but stayed below its minimum effect."""
+
+    shift: Shift
+    n: int
+    repetitions: int
+    flagged: int
+    below_threshold: int
+    seconds: float
+
+    def interval(self) -> tuple[float, float]:
+        """95 % Wilson interval of the false-alarm rate."""
+        return wilson(self.flagged, self.repetitions)
+
+
+def simulate_columns(
+    shift: Shift,
+    *,
+    n: int,
+    repetitions: int,
+    seed: int = 0,
+    mode: Literal["suite", "traffic"] = "traffic",
+    settings: DriftSettings | None = None,
+) -> ScaleOutcome:
+    """``repetitions`` comparisons of ``n`` traces per side drawn as columns (vectorised), the
+    current side shifted by ``shift`` (e.g. a 2 % latency wobble that should not alarm)."""
+    import time
+
+    from pytest_llmops.monitoring.engine import compare_columns
+    from pytest_llmops.monitoring.synthetic_columns import draw_columns
+
+    start = time.perf_counter()
+    flagged = below = 0
+    for rep in range(repetitions):
+        generator = Generator(mode=mode, suite_seed=seed * 100_003 + rep)
+        baseline = draw_columns(generator, n, seed * 1_000_003 + 2 * rep)
+        current = draw_columns(generator, n, seed * 1_000_003 + 2 * rep + 1, shift)
+        report = compare_columns(baseline, current, settings=settings)
+        flagged += report.drifted
+        below += bool(report.changed_below_threshold)
+    return ScaleOutcome(shift, n, repetitions, flagged, below, time.perf_counter() - start)
