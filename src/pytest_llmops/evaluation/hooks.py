@@ -71,11 +71,13 @@ class EvaluationPlugin:
         return True
 
     @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_teardown(self, item: pytest.Item) -> None:
-        """Before the test's fixtures (its run among them) are torn down: cost and scores
-        into the run's metrics."""
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> None:
+        """When the test's outcome is decided (its call, or a setup that did not pass), before
+        tracking ends its run with that report: cost and scores into the run's metrics."""
+        if call.when != "call" and not (call.when == "setup" and call.excinfo is not None):
+            return
         tracked = item.stash.get(testrun.tracked_key, None)
-        if tracked is not None:
+        if tracked is not None and tracked.outcome is None:
             _finish(item, tracked, item.stash.get(state_mod.state_key, None))
 
 
