@@ -76,3 +76,36 @@ def machine() -> str:
 
 def tmp() -> Path:
     return Path(tempfile.mkdtemp(prefix="llmops-bench-"))
+
+
+def run_block_session(
+    root: Path, env_changes: dict[str, str | None], keep: bool
+) -> dict[str, object] | None:
+    """Run the block project in ``root`` (its conftest writes ``times.json`` to
+    ``BENCH_OUT``) and return what it measured; None (with its output) if pytest failed.
+    ``env_changes``: variables to set, or to remove with None. ``root`` is removed after,
+    unless ``keep``."""
+    import json
+
+    try:
+        out = root / "times.json"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMOPS_", "MLFLOW_", "AZURE_"))}
+        env["BENCH_OUT"] = str(out)
+        for name, value in env_changes.items():
+            if value is None:
+                env.pop(name, None)
+            else:
+                env[name] = value
+        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(root)]
+        result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            print(result.stdout[-4000:], result.stderr[-4000:], sep="\n")
+            return None
+        data: dict[str, object] = json.loads(out.read_text())
+        return data
+    finally:
+        if keep:
+            print(f"project kept in {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+

@@ -17,16 +17,12 @@ test ``mlflow.openai.autolog()``, ``mlflow.start_run(nested=True)``, one ``log_p
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from _harness import run_block_session
 from _marker_project import TESTS, cassette
 
 CONFTEST = '''
@@ -119,24 +115,9 @@ def run_session(
     n: int, repetitions: int, naive: bool, keep: bool, inline_traces: bool = False
 ) -> tuple[dict[str, Any], list[str]] | None:
     root = Path(tempfile.mkdtemp(prefix="llmops-bench-"))
-    try:
-        blocks = build(root, n, repetitions, naive)
-        out = root / "times.json"
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMOPS_", "MLFLOW_", "AZURE_"))}
-        env["BENCH_OUT"] = str(out)
-        if inline_traces:
-            env["LLMOPS_TRACE_PROCESS"] = "0"
-        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(root)]
-        result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, check=False)
-        if result.returncode != 0:
-            print(result.stdout[-4000:], result.stderr[-4000:], sep="\n")
-            return None
-        return json.loads(out.read_text()), blocks
-    finally:
-        if keep:
-            print(f"project kept in {root}")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
+    blocks = build(root, n, repetitions, naive)
+    data = run_block_session(root, {"LLMOPS_TRACE_PROCESS": "0"} if inline_traces else {}, keep)
+    return None if data is None else (data, blocks)
 
 
 def report(title: str, data: dict[str, Any], blocks: list[str], n: int) -> None:

@@ -18,11 +18,7 @@ pair also pays one-time costs, importing mlflow.genai among them: shown, left ou
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -30,7 +26,9 @@ from typing import Any
 
 # The marker benchmark's replayed chat completion per test, and its timing conftest (every
 # test timed, CPU too; the last test of a marked block also waits for the writer's flush).
-from bench_marker import CONFTEST, cassette
+from _harness import run_block_session
+from _marker_blocks import CONFTEST
+from _marker_project import cassette
 
 TESTS = """
 import pytest
@@ -87,23 +85,10 @@ def build(root: Path, n: int, repetitions: int) -> list[str]:
 
 def run_session(n: int, repetitions: int, keep: bool) -> tuple[dict[str, Any], list[str]] | None:
     root = Path(tempfile.mkdtemp(prefix="llmops-bench-eval-"))
-    try:
-        blocks = build(root, n, repetitions)
-        out = root / "times.json"
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMOPS_", "MLFLOW_", "AZURE_"))}
-        env["BENCH_OUT"] = str(out)
-        env.pop("PYTHONDONTWRITEBYTECODE", None)  # measure what users get: bytecode caches on
-        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(root)]
-        result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, check=False)
-        if result.returncode != 0:
-            print(result.stdout[-4000:], result.stderr[-4000:], sep="\n")
-            return None
-        return json.loads(out.read_text()), blocks
-    finally:
-        if keep:
-            print(f"project kept in {root}")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
+    blocks = build(root, n, repetitions)
+    # measure what users get: bytecode caches on
+    data = run_block_session(root, {"PYTHONDONTWRITEBYTECODE": None}, keep)
+    return None if data is None else (data, blocks)
 
 
 def report(data: dict[str, Any], blocks: list[str], n: int) -> None:
