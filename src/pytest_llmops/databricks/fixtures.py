@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_llmops import resources, session
+from pytest_llmops import extras, resources, session
 from pytest_llmops import settings as settings_mod
 from pytest_llmops.cassettes.fixtures import open_session_cassette
 from pytest_llmops.errors import ReplayMiss
+from pytest_llmops.extras import DATABRICKS_FIXTURES
 
 if TYPE_CHECKING:
     from databricks.sdk import WorkspaceClient
@@ -55,6 +56,7 @@ def databricks_workspace(
         def test_who_am_i(databricks_workspace):
             assert databricks_workspace.current_user.me().user_name
     """
+    extras.require(DATABRICKS_FIXTURES, "databricks.sdk")
     from pytest_llmops.databricks import workspace
 
     settings = settings_mod.get(pytestconfig)

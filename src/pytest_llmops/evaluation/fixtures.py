@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_llmops import extras
 from pytest_llmops.evaluation import state as state_mod
 from pytest_llmops.tracking import hooks as tracking_hooks
 from pytest_llmops.tracking import testrun
@@ -40,6 +41,7 @@ def llmops_judge(
                 Safety(model=llmops_judge),
             )
     """
+    extras.require("llmops_judge", "mlflow")
     from pytest_llmops.evaluation import judge
 
     with judge.configured(pytestconfig, azure_openai_deployment, azure_credential) as uri:
@@ -77,6 +79,7 @@ def llmops_eval(request: pytest.FixtureRequest, llmops_run: Run) -> LLMOpsEval:
             llmops_eval.log_outputs(answer=my_app("What is MLflow?"))
             llmops_eval.check(short)
     """
+    extras.require("llmops_eval", "mlflow")
     from pytest_llmops.evaluation.scoring import LLMOpsEval
 
     node = request.node

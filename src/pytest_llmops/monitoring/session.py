@@ -19,8 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_llmops import extras
 from pytest_llmops import session as session_mod
 from pytest_llmops import settings as settings_mod
+from pytest_llmops.errors import MissingExtra
+from pytest_llmops.extras import DRIFT_MODULES
 
 if TYPE_CHECKING:
     from pytest_llmops.monitoring.model import DriftSettings
@@ -185,6 +188,10 @@ def register(config: pytest.Config) -> None:
     check_options(config)
     baseline = settings_mod.get(config).drift_baseline
     if baseline:
+        try:
+            extras.require("--llmops-drift-baseline", *DRIFT_MODULES, "mlflow")
+        except MissingExtra as exc:
+            raise pytest.UsageError(str(exc)) from None
         config.pluginmanager.register(DriftPlugin(config, baseline), "llmops-drift")
 
 
@@ -203,6 +210,7 @@ def llmops_drift(pytestconfig: pytest.Config) -> Callable[..., DriftReport]:
             report = llmops_drift(baseline="session:latest@release")
             assert not report.drifted, report.to_text()
     """
+    extras.require("llmops_drift", *DRIFT_MODULES)
 
     def run(baseline: str | None = None, current: str | None = None) -> DriftReport:
         ref = baseline or settings_mod.get(pytestconfig).drift_baseline

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, overload
 
 import pytest
 
+from pytest_llmops import extras
 from pytest_llmops.errors import TrackingError
 from pytest_llmops.tracking import hooks
 from pytest_llmops.tracking.testrun import TrackedTest, tracked_key
@@ -30,12 +31,21 @@ def mlflow_experiment(pytestconfig: pytest.Config) -> Experiment:
 
             runs = MlflowClient().search_runs([mlflow_experiment.experiment_id])
     """
+    extras.require("mlflow_experiment", "mlflow")
     plugin = hooks.get(pytestconfig)
     ref = plugin.store.experiment(plugin.default_experiment)
     from pytest_llmops.tracking.bootstrap import quiet_mlflow
 
     with quiet_mlflow():
         return plugin.store.client().get_experiment(ref.experiment_id)
+
+
+def _what_needs_mlflow(request: pytest.FixtureRequest) -> str:
+    """What the test asked for that needs MLflow (for the message of a missing extra)."""
+    if request.node.get_closest_marker("llmops") is not None:
+        return "@pytest.mark.llmops"
+    named = [name for name in ("llmops_eval", "llmops_traces") if name in request.fixturenames]
+    return named[0] if named else "llmops_run"
 
 
 @pytest.fixture
@@ -62,6 +72,7 @@ def llmops_run(request: pytest.FixtureRequest) -> Iterator[Run | None]:
             mlflow.log_metric("joke_length", 42)  # logged to llmops_run
             assert mlflow.active_run().info.run_id == llmops_run.info.run_id
     """
+    extras.require(_what_needs_mlflow(request), "mlflow")
     with hooks.get(request.config).track(request.node) as run:
         yield run
 
@@ -117,6 +128,7 @@ def llmops_traces(request: pytest.FixtureRequest, llmops_run: Run | None) -> Tes
             assert len(llmops_traces) == 1
             assert llmops_traces[0].info.token_usage["total_tokens"] > 0
     """
+    extras.require("llmops_traces", "mlflow")
     tracked = request.node.stash.get(tracked_key, None)
     if tracked is None:  # never reached: a test using this fixture fails when the store does
         raise TrackingError("llmops_traces: this test has no MLflow run (the tracking store failed).")
