@@ -23,17 +23,23 @@ HEAVY = ("vcr", "yaml", "openai", "httpx", "httpx2", "filelock", "azure", "datab
          "scipy", "matplotlib", "pyspark", "pyarrow")
 
 
+def imported(folder: Path, *args: str) -> set[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMOPS_", "AZURE_", "MLFLOW_"))}
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *args],
+        cwd=folder, env=env, capture_output=True, text=True, check=True,
+    )
+    lines = result.stderr.splitlines()
+    return {line.rsplit("|", 1)[-1].strip() for line in lines if line.startswith("import time:")}
+
+
 def footprint() -> tuple[list[str], int, list[str]]:
     folder = workdir("load")
     (folder / "test_one.py").write_text("def test_one():\n    pass\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMOPS_", "AZURE_", "MLFLOW_"))}
-    result = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"],
-        cwd=folder, env=env, capture_output=True, text=True, check=True,
-    )
-    names = [line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")]
+    names = imported(folder) | {"pytest_llmops.plugin"}  # the entry point itself is not listed
+    without = imported(folder, "-p", "no:llmops")  # other plugins' imports (respx imports httpx)
     ours = sorted({name for name in names if name.startswith("pytest_llmops")})
-    heavy = sorted({name for name in names if name.split(".")[0] in HEAVY})
+    heavy = sorted({name.split(".")[0] for name in names - without if name.split(".")[0] in HEAVY})
     lines = 0
     for name in ours:
         spec = importlib.util.find_spec(name)

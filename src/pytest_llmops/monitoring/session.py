@@ -162,12 +162,13 @@ def check_options(config: pytest.Config) -> None:
     """Usage errors before any test runs: a bad ``--llmops-min-effect``, an unwritable
     ``--llmops-drift-html``, drift options without a baseline."""
     options = settings_mod.get(config)
-    try:
+    if options.drift_min_effect:
         from pytest_llmops.monitoring.effects import parse_min_effects
 
-        parse_min_effects(options.drift_min_effect)
-    except ValueError as error:
-        raise pytest.UsageError(f"--llmops-min-effect: {error}") from None
+        try:
+            parse_min_effects(options.drift_min_effect)
+        except ValueError as error:
+            raise pytest.UsageError(f"--llmops-min-effect: {error}") from None
     if (options.drift_fail or options.drift_html) and not options.drift_baseline:
         raise pytest.UsageError(
             "--llmops-fail-on-drift and --llmops-drift-html need a baseline: add "
