@@ -33,12 +33,8 @@ from pytest_llmops.databricks.fixtures import (  # noqa: F401 - fixtures
     databricks_command,
     databricks_workspace,
 )
-from pytest_llmops.errors import LLMOpsError, ReplayMiss
-from pytest_llmops.evaluation import hooks as evaluation_hooks
 from pytest_llmops.evaluation.fixtures import llmops_eval, llmops_judge  # noqa: F401 - fixtures
-from pytest_llmops.monitoring import session as drift_session
-from pytest_llmops.monitoring.session import llmops_drift  # noqa: F401 - fixture
-from pytest_llmops.tracking import hooks as tracking_hooks
+from pytest_llmops.monitoring.fixtures import llmops_drift  # noqa: F401 - fixture
 from pytest_llmops.tracking.fixtures import llmops_run, llmops_traces, mlflow_experiment  # noqa: F401 - fixtures
 from pytest_llmops.traffic.fixtures import failure_note as faults_failure_note
 from pytest_llmops.traffic.fixtures import llmops_faults  # noqa: F401 - fixtures
@@ -51,6 +47,9 @@ PACING_NUMBERS = (
     "llmops_max_429_retries",
 )
 STALE_PROPERTY = "llmops_stale_cassettes"
+
+TRACKING_PLUGIN = "llmops-tracking"
+"""The name :mod:`.tracking.hooks` registers its plugin under (``PLUGIN_NAME``)."""
 
 CASSETTE_FIXTURES = frozenset({
     "azure_openai_deployment", "azure_openai_client", "azure_openai_async_client",
@@ -191,9 +190,20 @@ def pytest_configure(config: pytest.Config) -> None:
     settings = settings_mod.from_config(config)  # a usage error for any wrong option or variable
     _check_ini(config)
     config.stash[settings_mod.settings_key] = settings
-    tracking_hooks.register(config)  # MLflow runs per marked test; its hooks live on the object
-    evaluation_hooks.register(config)  # evaluate nesting, repeat=N, cost
-    drift_session.register(config)  # --llmops-drift-baseline
+    if config.getini("llmops_prices"):  # the default table needs no check (nor its module)
+        from pytest_llmops.evaluation import cost
+
+        cost.check_prices(config)
+    if settings.tracking_uri:
+        from pytest_llmops.tracking import uri
+
+        uri.check(settings.tracking_uri, settings.tracking_uri_source)  # a usage error, now
+    if _tracking_before_collection(config, settings):
+        _register_tracking(config)
+    if settings.drift_baseline or settings.drift_fail or settings.drift_html or settings.drift_min_effect:
+        from pytest_llmops.monitoring import session as drift_session
+
+        drift_session.register(config)  # --llmops-drift-baseline
     if settings.mode == "live":
         config.pluginmanager.register(StaleCassettes(), "llmops-stale-cassettes")
     if settings.network:
@@ -208,6 +218,43 @@ def pytest_configure(config: pytest.Config) -> None:
         from pytest_llmops.cassettes import replay_env
 
         config.stash[_replay_env_key] = replay_env.apply()
+
+
+def _tracking_before_collection(config: pytest.Config, settings: settings_mod.Settings) -> bool:
+    """Whether the tracking hooks are needed from the start: under xdist (the controller
+    collects nothing, workers hand it their runs), for a report or a drift baseline, or when
+    a store failure must fail the session (--llmops-strict). Otherwise they are registered
+    once collection finds a tracked test (or a tracking fixture asks for them): a session
+    without one imports no tracking code."""
+    return bool(
+        hasattr(config, "workerinput") or getattr(config.option, "numprocesses", None)
+        or settings.report or settings.drift_baseline or settings.strict
+    )
+
+
+def _register_tracking(config: pytest.Config) -> None:
+    from pytest_llmops.evaluation import hooks as evaluation_hooks
+    from pytest_llmops.tracking import hooks as tracking_hooks
+
+    tracking_hooks.register(config)  # MLflow runs per marked test; its hooks live on the object
+    evaluation_hooks.register(config)  # evaluate nesting, repeat=N, cost
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """A session whose tracking was not registered at start: register it when a collected
+    test is tracked (marked ``llmops`` or using ``llmops_run``), and let it see the items
+    as its own ``pytest_collection_modifyitems`` would have."""
+    config = session.config
+    if config.pluginmanager.has_plugin(TRACKING_PLUGIN):
+        return
+    if any(
+        item.get_closest_marker("llmops") is not None or "llmops_run" in getattr(item, "fixturenames", ())
+        for item in session.items
+    ):
+        _register_tracking(config)
+        from pytest_llmops.tracking import hooks as tracking_hooks
+
+        tracking_hooks.get(config).pytest_collection_modifyitems(session.items)
 
 
 def _check_ini(config: pytest.Config) -> None:
@@ -277,6 +324,8 @@ def pytest_runtest_makereport(
     excinfo = call.excinfo
     if not report.failed or excinfo is None:
         return report
+    from pytest_llmops.errors import LLMOpsError, ReplayMiss
+
     if cassette is not None and cassette.misses:
         # Clients may wrap the miss (openai 2.x, azure-core): show the plugin's own message.
         wrapped = "" if excinfo.errisinstance(ReplayMiss) else (

@@ -13,7 +13,7 @@ session with nothing before it; ``--llmops-drift-html=PATH`` writes the HTML rep
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -194,32 +194,3 @@ def register(config: pytest.Config) -> None:
         except MissingExtra as exc:
             raise pytest.UsageError(str(exc)) from None
         config.pluginmanager.register(DriftPlugin(config, baseline), "llmops-drift")
-
-
-@pytest.fixture
-def llmops_drift(pytestconfig: pytest.Config) -> Callable[..., DriftReport]:
-    """Compare traces for drift from a test: ``llmops_drift(baseline=None, current=None)``
-    returns a ``DriftReport``. ``baseline`` defaults to ``--llmops-drift-baseline``;
-    ``current`` to this session's traces so far. REFs: a run id, ``session:ID``,
-    ``session:latest[@EXPERIMENT]``, or ``EXPERIMENT[:FILTER]``.
-
-    Example::
-
-        @pytest.mark.llmops
-        def test_no_drift_since_last_release(azure_openai_client, llmops_drift):
-            ...  # the calls to compare
-            report = llmops_drift(baseline="session:latest@release")
-            assert not report.drifted, report.to_text()
-    """
-    extras.require("llmops_drift", *DRIFT_MODULES)
-
-    def run(baseline: str | None = None, current: str | None = None) -> DriftReport:
-        ref = baseline or settings_mod.get(pytestconfig).drift_baseline
-        if not ref:
-            raise pytest.UsageError(
-                "llmops_drift needs a baseline: pass llmops_drift(baseline='session:latest') or run "
-                "pytest with --llmops-drift-baseline=REF"
-            )
-        return compare(pytestconfig, ref, current)
-
-    return run

@@ -74,11 +74,12 @@ def register(config: pytest.Config) -> None:
 
 
 def get(config: pytest.Config) -> TrackingPlugin:
-    """This process's :class:`TrackingPlugin`."""
-    plugin = config.pluginmanager.get_plugin(PLUGIN_NAME)
-    if plugin is None:
-        raise RuntimeError("pytest-llmops tracking is not configured (is the plugin disabled?)")
-    return plugin  # type: ignore[no-any-return]
+    """This process's :class:`TrackingPlugin`, registered now if it was not yet."""
+    found: TrackingPlugin | None = config.pluginmanager.get_plugin(PLUGIN_NAME)
+    if found is None:  # a session whose collection had no tracked test (see the plugin's wiring)
+        found = TrackingPlugin(config)
+        config.pluginmanager.register(found, PLUGIN_NAME)
+    return found
 
 
 class TrackingPlugin:
