@@ -38,7 +38,6 @@ from pytest_llmops.monitoring.fixtures import llmops_drift  # noqa: F401 - fixtu
 from pytest_llmops.tracking.fixtures import llmops_run, llmops_traces, mlflow_experiment  # noqa: F401 - fixtures
 from pytest_llmops.traffic.fixtures import failure_note as faults_failure_note
 from pytest_llmops.traffic.fixtures import llmops_faults  # noqa: F401 - fixtures
-from pytest_llmops.validation import cassette_options, run_options
 
 _sealed_key = pytest.StashKey[bool]()
 _replay_env_key = pytest.StashKey[dict[str, str]]()
@@ -287,10 +286,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         cassette_mark = item.get_closest_marker("llmops_cassette")
         run_mark = item.get_closest_marker("llmops")
-        if cassette_mark is not None:
-            cassette_options(item.nodeid, cassette_mark)
-        if run_mark is not None:
-            run_options(item.nodeid, run_mark)
+        if cassette_mark is not None or run_mark is not None:
+            from pytest_llmops.validation import cassette_options, run_options
+
+            if cassette_mark is not None:
+                cassette_options(item.nodeid, cassette_mark)
+            if run_mark is not None:
+                run_options(item.nodeid, run_mark)
         if not isinstance(item, pytest.Function):
             continue
         # A cassette covers all HTTP of a test that is marked or uses any llmops fixture.
