@@ -8,7 +8,7 @@ from collections.abc import Generator
 
 import pytest
 
-from pytest_llmops import hookspecs
+from pytest_llmops import hookspecs, tracking
 from pytest_llmops import settings as settings_mod
 from pytest_llmops.azure.fixtures import (  # noqa: F401 - fixtures
     _llmops_openai_clients,
@@ -45,10 +45,6 @@ PACING_NUMBERS = (
     "llmops_tokens_per_minute", "llmops_requests_per_minute", "llmops_rate_limit_window",
     "llmops_max_429_retries",
 )
-STALE_PROPERTY = "llmops_stale_cassettes"
-
-TRACKING_PLUGIN = "llmops-tracking"
-"""The name :mod:`.tracking.hooks` registers its plugin under (``PLUGIN_NAME``)."""
 
 CASSETTE_FIXTURES = frozenset({
     "azure_openai_deployment", "azure_openai_client", "azure_openai_async_client",
@@ -197,13 +193,15 @@ def pytest_configure(config: pytest.Config) -> None:
         from pytest_llmops.tracking import uri
 
         uri.check(settings.tracking_uri, settings.tracking_uri_source)  # a usage error, now
-    if _tracking_before_collection(config, settings):
-        _register_tracking(config)
+    if tracking.needed_from_start(config, settings):
+        tracking.register(config)
     if settings.drift_baseline or settings.drift_fail or settings.drift_html or settings.drift_min_effect:
         from pytest_llmops.monitoring import session as drift_session
 
         drift_session.register(config)  # --llmops-drift-baseline
     if settings.mode == "live":
+        from pytest_llmops.cassettes.staleness import StaleCassettes
+
         config.pluginmanager.register(StaleCassettes(), "llmops-stale-cassettes")
     if settings.network:
         from pytest_llmops.traffic import own_clients
@@ -219,41 +217,8 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[_replay_env_key] = replay_env.apply()
 
 
-def _tracking_before_collection(config: pytest.Config, settings: settings_mod.Settings) -> bool:
-    """Whether the tracking hooks are needed from the start: under xdist (the controller
-    collects nothing, workers hand it their runs), for a report or a drift baseline, or when
-    a store failure must fail the session (--llmops-strict). Otherwise they are registered
-    once collection finds a tracked test (or a tracking fixture asks for them): a session
-    without one imports no tracking code."""
-    return bool(
-        hasattr(config, "workerinput") or getattr(config.option, "numprocesses", None)
-        or settings.report or settings.drift_baseline or settings.strict
-    )
-
-
-def _register_tracking(config: pytest.Config) -> None:
-    from pytest_llmops.evaluation import hooks as evaluation_hooks
-    from pytest_llmops.tracking import hooks as tracking_hooks
-
-    tracking_hooks.register(config)  # MLflow runs per marked test; its hooks live on the object
-    evaluation_hooks.register(config)  # evaluate nesting, repeat=N, cost
-
-
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """A session whose tracking was not registered at start: register it when a collected
-    test is tracked (marked ``llmops`` or using ``llmops_run``), and let it see the items
-    as its own ``pytest_collection_modifyitems`` would have."""
-    config = session.config
-    if config.pluginmanager.has_plugin(TRACKING_PLUGIN):
-        return
-    if any(
-        item.get_closest_marker("llmops") is not None or "llmops_run" in getattr(item, "fixturenames", ())
-        for item in session.items
-    ):
-        _register_tracking(config)
-        from pytest_llmops.tracking import hooks as tracking_hooks
-
-        tracking_hooks.get(config).pytest_collection_modifyitems(session.items)
+    tracking.register_if_tracked(session.config, session.items)  # unless registered at start
 
 
 def _check_ini(config: pytest.Config) -> None:
@@ -321,6 +286,8 @@ def pytest_runtest_makereport(
             report.sections.append(("llmops_faults", note))
     cassette = item.stash.get(cassette_key, None)
     if report.when == "call" and cassette is not None and cassette.stale:
+        from pytest_llmops.cassettes.staleness import STALE_PROPERTY
+
         # Travels with the report, so the xdist controller sees it too.
         report.user_properties.append((STALE_PROPERTY, [stale.describe() for stale in cassette.stale]))
     excinfo = call.excinfo
@@ -394,10 +361,15 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """The controller (or a run without xdist) removes this invocation's shared state."""
+    config = session.config
+    if settings_mod.settings_key not in config.stash:
+        return
+    settings = settings_mod.get(config)
+    if not settings.network and not (settings.rootdir / ".llmops" / "run").is_dir():
+        return  # nothing of this invocation was shared through files: nothing to remove
     from pytest_llmops import session as llmops_session
 
-    config = session.config
-    if llmops_session.is_worker(config) or settings_mod.settings_key not in config.stash:
+    if llmops_session.is_worker(config):
         return
     import shutil
 
@@ -416,27 +388,3 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
         from pytest_llmops.traffic import summary
 
         summary.write_summary(terminalreporter, config)
-
-
-class StaleCassettes:
-    """Collects the recordings found stale in live mode (from this process or xdist workers,
-    whose reports carry them) and lists them at the end."""
-
-    def __init__(self) -> None:
-        self.found: list[str] = []
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        for name, value in report.user_properties:
-            if name == STALE_PROPERTY and isinstance(value, list):
-                self.found.extend(str(line) for line in value)
-
-    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
-        if not self.found:
-            return
-        terminalreporter.write_sep("-", "llmops: stale cassettes")
-        terminalreporter.write_line(
-            f"{len(self.found)} recorded answer(s) no longer match the live service; re-record with "
-            "`pytest --llmops-record <test>`:"
-        )
-        for line in self.found:
-            terminalreporter.write_line(f"  {line}")
