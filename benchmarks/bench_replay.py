@@ -2,7 +2,9 @@
 
     python benchmarks/bench_replay.py [--reps 3] [--quick]
 
-P1  ``pytest --collect-only`` of 500 trivial tests, with the plugin against ``-p no:llmops``.
+P1  ``pytest --collect-only`` of 500 trivial tests, with the plugin against ``-p no:llmops``,
+    with bytecode caches and without them (``PYTHONDONTWRITEBYTECODE=1``, the plugin's
+    ``__pycache__`` removed: each run compiles and rewrites every plugin module it imports).
 P2  one replayed chat completion per test (client built once per module), per-test cost
     from the 400-test and 40-test suites: the plugin against pytest-recording, and against
     an in-memory ``httpx2.MockTransport`` floor. Two layouts: the default one, one cassette
@@ -86,11 +88,25 @@ def p1(reps: int) -> dict[str, float]:
     (folder / "test_trivial.py").write_text(
         "import pytest\n\n@pytest.mark.parametrize('i', range(500))\ndef test_t(i):\n    pass\n"
     )
+    plugin = ["--collect-only", "-p", "no:recording"]
+    baseline = ["--collect-only", "-p", "no:llmops", "-p", "no:recording"]
+
+    def cached(args: list[str]) -> float:
+        run_pytest(folder, args)  # rewrites the caches the last no-cache run removed
+        return run_pytest(folder, args)
+
     times = alternate({
-        "plugin": lambda: run_pytest(folder, ["--collect-only", "-p", "no:recording"]),
-        "baseline": lambda: run_pytest(folder, ["--collect-only", "-p", "no:llmops", "-p", "no:recording"]),
+        "plugin": lambda: cached(plugin),
+        "baseline": lambda: cached(baseline),
+        "plugin_nocache": lambda: run_pytest(folder, plugin, bytecode=False),
+        "baseline_nocache": lambda: run_pytest(folder, baseline, bytecode=False),
     }, reps)
-    return {"plugin_s": times["plugin"], "baseline_s": times["baseline"], "ratio": times["plugin"] / times["baseline"]}
+    return {
+        "plugin_s": times["plugin"], "baseline_s": times["baseline"],
+        "ratio": times["plugin"] / times["baseline"],
+        "plugin_nocache_s": times["plugin_nocache"], "baseline_nocache_s": times["baseline_nocache"],
+        "ratio_nocache": times["plugin_nocache"] / times["baseline_nocache"],
+    }
 
 
 # -- P2 -----------------------------------------------------------------------------------
@@ -269,6 +285,8 @@ def main() -> None:
         r = p1(reps)
         rows.append(("P1 collect 500 tests: plugin / -p no:llmops", f"{r['ratio']:.3f}x", "<= 1.05x",
                      f"{r['plugin_s']:.3f} s vs {r['baseline_s']:.3f} s"))
+        rows.append(("P1 the same without bytecode caches", f"{r['ratio_nocache']:.3f}x", "<= 1.05x",
+                     f"{r['plugin_nocache_s']:.3f} s vs {r['baseline_nocache_s']:.3f} s"))
     if "p2" in only:
         r = p2(reps)
         rows.append(("P2 one file per test (default): plugin / pytest-recording", f"{r['per_test_vs_recording']:.2f}x",

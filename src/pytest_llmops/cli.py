@@ -17,6 +17,8 @@ Command = Callable[[argparse.Namespace], int]
 SCAN_FOUND = 1
 SCAN_USAGE = 2
 """Exit codes of ``scan``: 0 clean, 1 secrets found, 2 a path that does not exist."""
+MISSING_EXTRA = 2
+"""Exit code of any command whose optional extra is not installed."""
 
 
 def _scan(args: argparse.Namespace) -> int:
@@ -96,7 +98,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     command: Command = args.command
-    return command(args)
+    from pytest_llmops.errors import MissingExtra
+
+    try:
+        return command(args)
+    except MissingExtra as missing:  # one line, the install command that fixes it
+        print(f"pytest-llmops: {missing}", file=sys.stderr)
+        return MISSING_EXTRA
 
 
 if __name__ == "__main__":  # pragma: no cover

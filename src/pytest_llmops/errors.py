@@ -9,6 +9,11 @@ class LLMOpsError(Exception):
     """Base class of the plugin's errors."""
 
 
+class MissingExtra(LLMOpsError):
+    """A fixture, marker, option or command whose optional extra is not installed; the
+    message names the ``pip install 'pytest-llmops[...]'`` that fixes it."""
+
+
 class CassetteError(LLMOpsError):
     """A cassette file that cannot be used: not a cassette, truncated, unsafe YAML tags."""
 

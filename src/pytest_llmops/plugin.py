@@ -8,7 +8,7 @@ from collections.abc import Generator
 
 import pytest
 
-from pytest_llmops import hookspecs
+from pytest_llmops import hookspecs, tracking
 from pytest_llmops import settings as settings_mod
 from pytest_llmops.azure.fixtures import (  # noqa: F401 - fixtures
     _llmops_openai_clients,
@@ -33,16 +33,11 @@ from pytest_llmops.databricks.fixtures import (  # noqa: F401 - fixtures
     databricks_command,
     databricks_workspace,
 )
-from pytest_llmops.errors import LLMOpsError, ReplayMiss
-from pytest_llmops.evaluation import hooks as evaluation_hooks
 from pytest_llmops.evaluation.fixtures import llmops_eval, llmops_judge  # noqa: F401 - fixtures
-from pytest_llmops.monitoring import session as drift_session
-from pytest_llmops.monitoring.session import llmops_drift  # noqa: F401 - fixture
-from pytest_llmops.tracking import hooks as tracking_hooks
+from pytest_llmops.monitoring.fixtures import llmops_drift  # noqa: F401 - fixture
 from pytest_llmops.tracking.fixtures import llmops_run, llmops_traces, mlflow_experiment  # noqa: F401 - fixtures
 from pytest_llmops.traffic.fixtures import failure_note as faults_failure_note
 from pytest_llmops.traffic.fixtures import llmops_faults  # noqa: F401 - fixtures
-from pytest_llmops.validation import cassette_options, run_options
 
 _sealed_key = pytest.StashKey[bool]()
 _replay_env_key = pytest.StashKey[dict[str, str]]()
@@ -50,7 +45,6 @@ PACING_NUMBERS = (
     "llmops_tokens_per_minute", "llmops_requests_per_minute", "llmops_rate_limit_window",
     "llmops_max_429_retries",
 )
-STALE_PROPERTY = "llmops_stale_cassettes"
 
 CASSETTE_FIXTURES = frozenset({
     "azure_openai_deployment", "azure_openai_client", "azure_openai_async_client",
@@ -191,10 +185,23 @@ def pytest_configure(config: pytest.Config) -> None:
     settings = settings_mod.from_config(config)  # a usage error for any wrong option or variable
     _check_ini(config)
     config.stash[settings_mod.settings_key] = settings
-    tracking_hooks.register(config)  # MLflow runs per marked test; its hooks live on the object
-    evaluation_hooks.register(config)  # evaluate nesting, repeat=N, cost
-    drift_session.register(config)  # --llmops-drift-baseline
+    if config.getini("llmops_prices"):  # the default table needs no check (nor its module)
+        from pytest_llmops.evaluation import cost
+
+        cost.check_prices(config)
+    if settings.tracking_uri:
+        from pytest_llmops.tracking import uri
+
+        uri.check(settings.tracking_uri, settings.tracking_uri_source)  # a usage error, now
+    if tracking.needed_from_start(config, settings):
+        tracking.register(config)
+    if settings.drift_baseline or settings.drift_fail or settings.drift_html or settings.drift_min_effect:
+        from pytest_llmops.monitoring import session as drift_session
+
+        drift_session.register(config)  # --llmops-drift-baseline
     if settings.mode == "live":
+        from pytest_llmops.cassettes.staleness import StaleCassettes
+
         config.pluginmanager.register(StaleCassettes(), "llmops-stale-cassettes")
     if settings.network:
         from pytest_llmops.traffic import own_clients
@@ -208,6 +215,10 @@ def pytest_configure(config: pytest.Config) -> None:
         from pytest_llmops.cassettes import replay_env
 
         config.stash[_replay_env_key] = replay_env.apply()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    tracking.register_if_tracked(session.config, session.items)  # unless registered at start
 
 
 def _check_ini(config: pytest.Config) -> None:
@@ -240,10 +251,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         cassette_mark = item.get_closest_marker("llmops_cassette")
         run_mark = item.get_closest_marker("llmops")
-        if cassette_mark is not None:
-            cassette_options(item.nodeid, cassette_mark)
-        if run_mark is not None:
-            run_options(item.nodeid, run_mark)
+        if cassette_mark is not None or run_mark is not None:
+            from pytest_llmops.validation import cassette_options, run_options
+
+            if cassette_mark is not None:
+                cassette_options(item.nodeid, cassette_mark)
+            if run_mark is not None:
+                run_options(item.nodeid, run_mark)
         if not isinstance(item, pytest.Function):
             continue
         # A cassette covers all HTTP of a test that is marked or uses any llmops fixture.
@@ -272,11 +286,15 @@ def pytest_runtest_makereport(
             report.sections.append(("llmops_faults", note))
     cassette = item.stash.get(cassette_key, None)
     if report.when == "call" and cassette is not None and cassette.stale:
+        from pytest_llmops.cassettes.staleness import STALE_PROPERTY
+
         # Travels with the report, so the xdist controller sees it too.
         report.user_properties.append((STALE_PROPERTY, [stale.describe() for stale in cassette.stale]))
     excinfo = call.excinfo
     if not report.failed or excinfo is None:
         return report
+    from pytest_llmops.errors import LLMOpsError, ReplayMiss
+
     if cassette is not None and cassette.misses:
         # Clients may wrap the miss (openai 2.x, azure-core): show the plugin's own message.
         wrapped = "" if excinfo.errisinstance(ReplayMiss) else (
@@ -343,10 +361,15 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """The controller (or a run without xdist) removes this invocation's shared state."""
+    config = session.config
+    if settings_mod.settings_key not in config.stash:
+        return
+    settings = settings_mod.get(config)
+    if not settings.network and not (settings.rootdir / ".llmops" / "run").is_dir():
+        return  # nothing of this invocation was shared through files: nothing to remove
     from pytest_llmops import session as llmops_session
 
-    config = session.config
-    if llmops_session.is_worker(config) or settings_mod.settings_key not in config.stash:
+    if llmops_session.is_worker(config):
         return
     import shutil
 
@@ -365,27 +388,3 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
         from pytest_llmops.traffic import summary
 
         summary.write_summary(terminalreporter, config)
-
-
-class StaleCassettes:
-    """Collects the recordings found stale in live mode (from this process or xdist workers,
-    whose reports carry them) and lists them at the end."""
-
-    def __init__(self) -> None:
-        self.found: list[str] = []
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        for name, value in report.user_properties:
-            if name == STALE_PROPERTY and isinstance(value, list):
-                self.found.extend(str(line) for line in value)
-
-    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
-        if not self.found:
-            return
-        terminalreporter.write_sep("-", "llmops: stale cassettes")
-        terminalreporter.write_line(
-            f"{len(self.found)} recorded answer(s) no longer match the live service; re-record with "
-            "`pytest --llmops-record <test>`:"
-        )
-        for line in self.found:
-            terminalreporter.write_line(f"  {line}")

@@ -180,6 +180,9 @@ def sweep(
 
 
 def _command(args: argparse.Namespace) -> int:
+    from pytest_llmops import extras
+
+    extras.require("pytest-llmops sweep", *extras.ARM_MODULES, "databricks.sdk")  # main() prints it
     return sweep(dry_run=args.dry_run, older_than=args.older_than)
 
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_llmops import resources, session
+from pytest_llmops import extras, resources, session
 from pytest_llmops import settings as settings_mod
 from pytest_llmops.azure import arm
 from pytest_llmops.azure.openai import (
@@ -29,6 +29,7 @@ from pytest_llmops.azure.openai import (
 )
 from pytest_llmops.azure.workspace import AzureDatabricksWorkspace, from_resource
 from pytest_llmops.cassettes.sanitize import ZERO_GUID
+from pytest_llmops.extras import ARM_MODULES
 
 if TYPE_CHECKING:
     from pytest_llmops.cassettes.recorder import Cassette, Recorder
@@ -114,6 +115,7 @@ def provisioned_deployment(
     request: pytest.FixtureRequest, cassette: Cassette
 ) -> Iterator[AzureOpenAIDeployment]:
     """The ``azure_openai_deployment`` fixture when provisioning (or replaying one)."""
+    extras.require("--llmops-provision of azure_openai_deployment", *ARM_MODULES)
     from pytest_llmops.azure.provision import (
         CAPACITY,
         DEPLOYMENT_SKU,
@@ -229,6 +231,7 @@ def provisioned_workspace(
     request: pytest.FixtureRequest, cassette: Cassette
 ) -> Iterator[AzureDatabricksWorkspace]:
     """The ``azure_databricks_workspace`` fixture when provisioning (or replaying one)."""
+    extras.require("--llmops-provision of azure_databricks_workspace", *ARM_MODULES)
     from pytest_llmops.azure.provision import region_order
     from pytest_llmops.azure.workspace import WorkspaceProvisioner
 

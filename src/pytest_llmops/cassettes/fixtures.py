@@ -9,8 +9,6 @@ from typing import TYPE_CHECKING
 import pytest
 
 from pytest_llmops import settings as settings_mod
-from pytest_llmops.cassettes import paths
-from pytest_llmops.validation import cassette_options
 
 if TYPE_CHECKING:
     from pytest_llmops.cassettes.recorder import Cassette, Recorder
@@ -81,6 +79,9 @@ def llmops_cassette(
     once the test's body ran, whatever its outcome; a setup error writes nothing.
     """
     node = request.node
+    from pytest_llmops.cassettes import paths
+    from pytest_llmops.validation import cassette_options
+
     options = cassette_options(node.nodeid, node.get_closest_marker("llmops_cassette"))
     distinct = hasattr(node, "callspec") and paths.is_lossy(node.nodeid) and _collides(node)
     path = paths.cassette_path(llmops_cassette_dir, node.nodeid, options.name, distinct=distinct)
@@ -107,6 +108,8 @@ def _collides(node: pytest.Item) -> bool:
     if ids is None:
         ids = [child.nodeid for child in parent.collect() if isinstance(child, pytest.Item)]
         cache[parent.nodeid] = ids
+    from pytest_llmops.cassettes import paths
+
     own = paths.test_name(node.nodeid)
     return any(other != node.nodeid and paths.test_name(other) == own for other in ids)
 
@@ -136,5 +139,7 @@ def open_session_cassette(request: pytest.FixtureRequest, fixture: str) -> Casse
     missing|new`` with ``--llmops-provision`` when the file exists) or reaches the service."""
     recorder: Recorder = request.getfixturevalue("llmops_recorder")
     cassette_dir: Path = request.getfixturevalue("llmops_cassette_dir")
+    from pytest_llmops.cassettes import paths
+
     path = paths.session_cassette_path(cassette_dir, fixture)
     return recorder.cassette(path, f"{fixture} (session fixture)", session_fixture=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import MutableMapping
 
-from pytest_llmops.cassettes.sanitize import DATABRICKS_HOST, OPENAI_HOST
+from pytest_llmops.cassettes.hosts import DATABRICKS_HOST, OPENAI_HOST
 
 PLACEHOLDERS = {
     "AZURE_OPENAI_ENDPOINT": f"https://{OPENAI_HOST}/",

@@ -22,18 +22,17 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from pytest_llmops.cassettes.hosts import ARM_HOST, DATABRICKS_HOST, LOCAL_HOST, LOGIN_HOST, OPENAI_HOST
 from pytest_llmops.errors import LLMOpsError
 from pytest_llmops.secrets import bodies
 from pytest_llmops.secrets.known import REDACTED, ZERO_GUID, KnownSecrets
 from pytest_llmops.secrets.rules import Names
 
-__all__ = ["REDACTED", "ZERO_GUID", "Sanitizer", "UnsupportedLayout"]
+__all__ = [
+    "ARM_HOST", "DATABRICKS_HOST", "LOCAL_HOST", "LOGIN_HOST", "OPENAI_HOST", "REDACTED", "ZERO_GUID",
+    "Sanitizer", "UnsupportedLayout",
+]
 
-OPENAI_HOST = "resource.openai.azure.com"
-DATABRICKS_HOST = "adb-0000000000000000.0.azuredatabricks.net"
-ARM_HOST = "management.azure.com"
-LOGIN_HOST = "login.microsoftonline.com"
-LOCAL_HOST = "localhost"
 
 IGNORED_PATHS = ("/api/2.0/mlflow/", "/api/3.0/mlflow/", "/ajax-api/2.0/mlflow/", "/ajax-api/3.0/mlflow/")
 """MLflow tracking traffic: never recorded, always sent for real."""

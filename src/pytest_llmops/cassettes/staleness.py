@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
+
 TOKEN_TOLERANCE = 0.5
 """Relative difference in completion tokens beyond which a recording is stale."""
 TEXT_SIMILARITY = 0.25
@@ -95,3 +97,31 @@ def compare(recorded: Answer, live: Answer) -> tuple[str, ...]:
         if similarity < TEXT_SIMILARITY:
             reasons.append(f"answer text {similarity:.0%} similar")
     return tuple(reasons)
+
+
+STALE_PROPERTY = "llmops_stale_cassettes"
+"""The report property that carries a test's stale recordings (to the xdist controller too)."""
+
+
+class StaleCassettes:
+    """Collects the recordings found stale in live mode (from this process or xdist workers,
+    whose reports carry them) and lists them at the end."""
+
+    def __init__(self) -> None:
+        self.found: list[str] = []
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        for name, value in report.user_properties:
+            if name == STALE_PROPERTY and isinstance(value, list):
+                self.found.extend(str(line) for line in value)
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        if not self.found:
+            return
+        terminalreporter.write_sep("-", "llmops: stale cassettes")
+        terminalreporter.write_line(
+            f"{len(self.found)} recorded answer(s) no longer match the live service; re-record with "
+            "`pytest --llmops-record <test>`:"
+        )
+        for line in self.found:
+            terminalreporter.write_line(f"  {line}")

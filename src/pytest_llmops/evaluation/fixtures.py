@@ -1,4 +1,4 @@
-"""Evaluation fixtures: ``llmops_judge`` and ``llmops_eval``. Nothing heavy at import."""
+"""Evaluation fixtures: ``llmops_judge`` and ``llmops_eval``. Thin: their domain is imported on first use."""
 
 from __future__ import annotations
 
@@ -6,10 +6,6 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
-
-from pytest_llmops.evaluation import state as state_mod
-from pytest_llmops.tracking import hooks as tracking_hooks
-from pytest_llmops.tracking import testrun
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
@@ -40,6 +36,9 @@ def llmops_judge(
                 Safety(model=llmops_judge),
             )
     """
+    from pytest_llmops import extras
+
+    extras.require("llmops_judge", "mlflow")
     from pytest_llmops.evaluation import judge
 
     with judge.configured(pytestconfig, azure_openai_deployment, azure_credential) as uri:
@@ -77,7 +76,13 @@ def llmops_eval(request: pytest.FixtureRequest, llmops_run: Run) -> LLMOpsEval:
             llmops_eval.log_outputs(answer=my_app("What is MLflow?"))
             llmops_eval.check(short)
     """
+    from pytest_llmops import extras
+
+    extras.require("llmops_eval", "mlflow")
+    from pytest_llmops.evaluation import state as state_mod
     from pytest_llmops.evaluation.scoring import LLMOpsEval
+    from pytest_llmops.tracking import hooks as tracking_hooks
+    from pytest_llmops.tracking import testrun
 
     node = request.node
     tracked = node.stash[testrun.tracked_key]

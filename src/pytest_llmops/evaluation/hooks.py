@@ -26,9 +26,6 @@ PLUGIN_NAME = "llmops-evaluation"
 
 def register(config: pytest.Config) -> None:
     """Register this process's :class:`EvaluationPlugin` (from ``pytest_configure``)."""
-    from pytest_llmops.evaluation import cost
-
-    cost.check_prices(config)
     if not config.pluginmanager.has_plugin(PLUGIN_NAME):
         config.pluginmanager.register(EvaluationPlugin(), PLUGIN_NAME)
 

@@ -93,6 +93,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def run_drift(args: argparse.Namespace) -> int:
     """Run the ``drift`` command: one line on stderr and an exit code for every failure."""
+    from pytest_llmops import extras
+
+    extras.require("pytest-llmops drift", *extras.DRIFT_MODULES)  # main() prints it, exit 2
     from pytest_llmops.monitoring.command import DriftFailure, run
 
     try:

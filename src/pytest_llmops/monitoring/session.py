@@ -13,14 +13,17 @@ session with nothing before it; ``--llmops-drift-html=PATH`` writes the HTML rep
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_llmops import extras
 from pytest_llmops import session as session_mod
 from pytest_llmops import settings as settings_mod
+from pytest_llmops.errors import MissingExtra
+from pytest_llmops.extras import DRIFT_MODULES
 
 if TYPE_CHECKING:
     from pytest_llmops.monitoring.model import DriftSettings
@@ -159,12 +162,13 @@ def check_options(config: pytest.Config) -> None:
     """Usage errors before any test runs: a bad ``--llmops-min-effect``, an unwritable
     ``--llmops-drift-html``, drift options without a baseline."""
     options = settings_mod.get(config)
-    try:
+    if options.drift_min_effect:
         from pytest_llmops.monitoring.effects import parse_min_effects
 
-        parse_min_effects(options.drift_min_effect)
-    except ValueError as error:
-        raise pytest.UsageError(f"--llmops-min-effect: {error}") from None
+        try:
+            parse_min_effects(options.drift_min_effect)
+        except ValueError as error:
+            raise pytest.UsageError(f"--llmops-min-effect: {error}") from None
     if (options.drift_fail or options.drift_html) and not options.drift_baseline:
         raise pytest.UsageError(
             "--llmops-fail-on-drift and --llmops-drift-html need a baseline: add "
@@ -185,32 +189,8 @@ def register(config: pytest.Config) -> None:
     check_options(config)
     baseline = settings_mod.get(config).drift_baseline
     if baseline:
+        try:
+            extras.require("--llmops-drift-baseline", *DRIFT_MODULES, "mlflow")
+        except MissingExtra as exc:
+            raise pytest.UsageError(str(exc)) from None
         config.pluginmanager.register(DriftPlugin(config, baseline), "llmops-drift")
-
-
-@pytest.fixture
-def llmops_drift(pytestconfig: pytest.Config) -> Callable[..., DriftReport]:
-    """Compare traces for drift from a test: ``llmops_drift(baseline=None, current=None)``
-    returns a ``DriftReport``. ``baseline`` defaults to ``--llmops-drift-baseline``;
-    ``current`` to this session's traces so far. REFs: a run id, ``session:ID``,
-    ``session:latest[@EXPERIMENT]``, or ``EXPERIMENT[:FILTER]``.
-
-    Example::
-
-        @pytest.mark.llmops
-        def test_no_drift_since_last_release(azure_openai_client, llmops_drift):
-            ...  # the calls to compare
-            report = llmops_drift(baseline="session:latest@release")
-            assert not report.drifted, report.to_text()
-    """
-
-    def run(baseline: str | None = None, current: str | None = None) -> DriftReport:
-        ref = baseline or settings_mod.get(pytestconfig).drift_baseline
-        if not ref:
-            raise pytest.UsageError(
-                "llmops_drift needs a baseline: pass llmops_drift(baseline='session:latest') or run "
-                "pytest with --llmops-drift-baseline=REF"
-            )
-        return compare(pytestconfig, ref, current)
-
-    return run

@@ -119,11 +119,11 @@ class Policy:
 def tracking_hosts(tracking_uri: str | None, environ: Mapping[str, str] | None = None) -> list[str]:
     """The host of the tracking store the user configured, reachable even in replay (MLflow
     on Databricks: the workspace of the SDK's unified auth, ``DATABRICKS_HOST``)."""
+    if not tracking_uri:
+        return []
     from pytest_llmops.tracking.uri import is_databricks
 
     env = os.environ if environ is None else environ
-    if not tracking_uri:
-        return []
     if is_databricks(tracking_uri):
         configured = env.get("DATABRICKS_HOST", "")
         workspace = urlsplit(configured if "://" in configured else f"https://{configured}").hostname

@@ -22,7 +22,6 @@ import weakref
 from collections.abc import Iterable
 from typing import Any
 
-from pytest_llmops.seal import proxy
 from pytest_llmops.seal.policy import NetworkBlocked, Policy, blocked, is_address, is_loopback
 
 __all__ = ["NetworkBlocked", "is_sealed", "seal", "unseal"]
@@ -75,6 +74,8 @@ def _check_proxied(sock: Any, data: Any) -> None:
     """A request written to a proxy: where the proxy is asked to go must be allowed."""
     if sock.family not in _INET or not data:
         return
+    from pytest_llmops.seal import proxy
+
     found = proxy.target(data)
     if found is None:
         return

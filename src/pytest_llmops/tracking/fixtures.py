@@ -1,21 +1,19 @@
 """Tracking fixtures: ``mlflow_experiment``, ``llmops_run`` and ``llmops_traces``.
 
-Nothing heavy at import: mlflow is imported when one of them is first used.
+Thin: the tracking modules (and mlflow) are imported when one of them is first used.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, overload
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_llmops.errors import TrackingError
-from pytest_llmops.tracking import hooks
-from pytest_llmops.tracking.testrun import TrackedTest, tracked_key
-
 if TYPE_CHECKING:
-    from mlflow.entities import Experiment, Run, Trace
+    from mlflow.entities import Experiment, Run
+
+    from pytest_llmops.tracking.traceview import TestTraces
 
 
 @pytest.fixture(scope="session")
@@ -30,12 +28,24 @@ def mlflow_experiment(pytestconfig: pytest.Config) -> Experiment:
 
             runs = MlflowClient().search_runs([mlflow_experiment.experiment_id])
     """
+    from pytest_llmops import extras
+    from pytest_llmops.tracking import hooks
+
+    extras.require("mlflow_experiment", "mlflow")
     plugin = hooks.get(pytestconfig)
     ref = plugin.store.experiment(plugin.default_experiment)
     from pytest_llmops.tracking.bootstrap import quiet_mlflow
 
     with quiet_mlflow():
         return plugin.store.client().get_experiment(ref.experiment_id)
+
+
+def _what_needs_mlflow(request: pytest.FixtureRequest) -> str:
+    """What the test asked for that needs MLflow (for the message of a missing extra)."""
+    if request.node.get_closest_marker("llmops") is not None:
+        return "@pytest.mark.llmops"
+    named = [name for name in ("llmops_eval", "llmops_traces") if name in request.fixturenames]
+    return named[0] if named else "llmops_run"
 
 
 @pytest.fixture
@@ -62,39 +72,12 @@ def llmops_run(request: pytest.FixtureRequest) -> Iterator[Run | None]:
             mlflow.log_metric("joke_length", 42)  # logged to llmops_run
             assert mlflow.active_run().info.run_id == llmops_run.info.run_id
     """
+    from pytest_llmops import extras
+    from pytest_llmops.tracking import hooks
+
+    extras.require(_what_needs_mlflow(request), "mlflow")
     with hooks.get(request.config).track(request.node) as run:
         yield run
-
-
-class TestTraces(Sequence["Trace"]):
-    """The finished traces of one test so far, flushed to the store when used."""
-
-    __test__ = False  # not a pytest test class
-
-    def __init__(self, plugin: hooks.TrackingPlugin, tracked: TrackedTest) -> None:
-        self._plugin = plugin
-        self._tracked = tracked
-
-    def __call__(self) -> list[Trace]:
-        """The traces recorded so far in this test, oldest first."""
-        self._plugin.flush_test(self._tracked.collector)
-        return list(self._tracked.collector.traces)
-
-    @overload
-    def __getitem__(self, index: int) -> Trace: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[Trace]: ...
-
-    def __getitem__(self, index: Any) -> Any:
-        return self()[index]
-
-    def __len__(self) -> int:
-        return len(self())
-
-    def __repr__(self) -> str:
-        count = len(self._tracked.collector.traces)
-        return f"<llmops traces of run {self._tracked.run.info.run_id}: {count}>"
 
 
 @pytest.fixture
@@ -117,6 +100,13 @@ def llmops_traces(request: pytest.FixtureRequest, llmops_run: Run | None) -> Tes
             assert len(llmops_traces) == 1
             assert llmops_traces[0].info.token_usage["total_tokens"] > 0
     """
+    from pytest_llmops import extras
+    from pytest_llmops.errors import TrackingError
+    from pytest_llmops.tracking import hooks
+    from pytest_llmops.tracking.testrun import tracked_key
+    from pytest_llmops.tracking.traceview import TestTraces
+
+    extras.require("llmops_traces", "mlflow")
     tracked = request.node.stash.get(tracked_key, None)
     if tracked is None:  # never reached: a test using this fixture fails when the store does
         raise TrackingError("llmops_traces: this test has no MLflow run (the tracking store failed).")

@@ -29,7 +29,7 @@ from pytest_llmops import session as session_mod
 from pytest_llmops import settings as settings_mod
 from pytest_llmops.cassettes.fixtures import reports_key
 from pytest_llmops.errors import TrackingError
-from pytest_llmops.tracking import bootstrap, runs, testrun
+from pytest_llmops.tracking import PLUGIN_NAME, bootstrap, runs, testrun
 from pytest_llmops.tracking import uri as uri_mod
 from pytest_llmops.tracking.bootstrap import quiet_mlflow
 from pytest_llmops.tracking.summary import (
@@ -49,7 +49,6 @@ if TYPE_CHECKING:
     from pytest_llmops.tracking.store import SessionStore
     from pytest_llmops.tracking.writer import StoreWriter
 
-PLUGIN_NAME = "llmops-tracking"
 OWNER_KEY = "llmops_session_owner"
 """``workerinput`` key: the controller's :func:`.orphans.owner`, which owns the session."""
 TRACKING_SERVER_PATHS = ("/v1/traces", "/mlflow-artifacts/")
@@ -74,11 +73,12 @@ def register(config: pytest.Config) -> None:
 
 
 def get(config: pytest.Config) -> TrackingPlugin:
-    """This process's :class:`TrackingPlugin`."""
-    plugin = config.pluginmanager.get_plugin(PLUGIN_NAME)
-    if plugin is None:
-        raise RuntimeError("pytest-llmops tracking is not configured (is the plugin disabled?)")
-    return plugin  # type: ignore[no-any-return]
+    """This process's :class:`TrackingPlugin`, registered now if it was not yet."""
+    found: TrackingPlugin | None = config.pluginmanager.get_plugin(PLUGIN_NAME)
+    if found is None:  # a session whose collection had no tracked test (see the plugin's wiring)
+        found = TrackingPlugin(config)
+        config.pluginmanager.register(found, PLUGIN_NAME)
+    return found
 
 
 class TrackingPlugin:
