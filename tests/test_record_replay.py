@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import sleeps
 from tests.conftest import SECRET_API_KEY, all_bytes
 
 CHAT = """
@@ -210,29 +211,27 @@ def test_identical_requests_replay_in_recorded_order(pytester: pytest.Pytester):
 
 
 def test_a_recorded_429_then_200_replays_without_sleeping(pytester, lab_double, double_env, monkeypatch):
+    pytester.makeconftest(sleeps.CONFTEST)
     pytester.makepyfile(test_retry="""
-        import time
-
-        def test_retried(azure_openai_client, azure_openai_deployment, llmops_mode):
-            started = time.monotonic()
+        def test_retried(azure_openai_client, azure_openai_deployment):
             reply = azure_openai_client.chat.completions.create(
                 model=azure_openai_deployment.deployment, messages=[{"role": "user", "content": "hello"}])
-            elapsed = time.monotonic() - started
             assert reply.choices[0].message.content
-            print(f"ELAPSED={elapsed:.3f} MODE={llmops_mode}")
-            if llmops_mode == "replay":
-                assert elapsed < 1.0, "the recorded Retry-After of 3 s must not be slept in replay"
     """)
     lab_double.openai.fail_next(status=429, count=1, retry_after=3)
-    result = record(pytester, "-s")
+    result = record(pytester)
     result.assert_outcomes(passed=1)
     text = (pytester.path / "cassettes" / "test_retry" / "test_retried.yaml").read_text()
     assert text.count("- request:") == 2 and "code: 429" in text
+    # Recording waited out the 429's Retry-After of 3 s (less what had passed already)...
+    assert sum(seconds for seconds, _ in sleeps.slept(pytester.path, "openai", "pytest_llmops.")) > 2.5
     lab_double.stop()
     for name in double_env:
         monkeypatch.delenv(name)
-    result = pytester.runpytest("-s")
+    result = pytester.runpytest()
     result.assert_outcomes(passed=1)
+    # ...the replay waits for nothing.
+    assert sleeps.slept(pytester.path, "openai", "pytest_llmops.") == []
 
 
 def test_a_cassette_written_by_plain_vcrpy_replays(pytester, lab_double, tmp_path: Path):
