@@ -218,11 +218,6 @@ class Sanitizer:
             host = netloc.rsplit(":", 1)[0]
             self._netlocs[netloc] = "shared" if _LOOPBACK.match(host) else role
 
-    @property
-    def secret_values(self) -> list[str]:
-        """Every exact secret value scrubbed."""
-        return self.known.values("secret")
-
     # -- text ----------------------------------------------------------------------
     def scrub_text(self, text: str) -> str:
         """Known secrets, ids and identities, hosts and subscription ids replaced in free text.
