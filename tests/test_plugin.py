@@ -32,6 +32,33 @@ def test_collect_only_session_imports_no_heavy_module(pytester: pytest.Pytester)
     result.assert_outcomes(passed=1)
 
 
+START_UP = {
+    "pytest_llmops", "pytest_llmops.plugin", "pytest_llmops.hookspecs", "pytest_llmops.settings",
+    "pytest_llmops.stash", "pytest_llmops.fixtures", "pytest_llmops.fixtures.azure",
+    "pytest_llmops.fixtures.cassettes", "pytest_llmops.fixtures.databricks",
+    "pytest_llmops.fixtures.evaluation", "pytest_llmops.fixtures.monitoring",
+    "pytest_llmops.fixtures.tracking", "pytest_llmops.fixtures.traffic",
+    # replay (the default mode): the seal's installer and the placeholder environment
+    "pytest_llmops.seal", "pytest_llmops.seal.sockets", "pytest_llmops.cassettes",
+    "pytest_llmops.cassettes.replay_env",
+}
+"""What pytest imports from the plugin to start a replay session (issue 17: without bytecode
+caches pytest parses, rewrites and compiles each of them on every run). The seal's checks,
+the errors, the domains and the report annotations come on first use."""
+
+
+def test_a_replay_session_starts_with_the_wiring_alone(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        "import json, sys\n\n"
+        "def test_start_up():\n"
+        "    print('LOADED', json.dumps(sorted(m for m in sys.modules if m.startswith('pytest_llmops'))))\n"
+    )
+    result = pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    line = next(line for line in result.outlines if "LOADED " in line)
+    assert set(json.loads(line.split("LOADED ", 1)[1])) == START_UP
+
+
 def test_options_live_in_one_group(pytester: pytest.Pytester):
     result = pytester.runpytest("--help")
     result.stdout.fnmatch_lines(["pytest-llmops: LLM tests on Azure OpenAI and Databricks:"])

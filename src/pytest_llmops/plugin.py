@@ -1,5 +1,5 @@
-"""pytest wiring of pytest-llmops: options, markers, hooks, and the fixtures imported from
-their domain modules. Nothing heavy is imported here (no vcrpy, openai, mlflow, azure or
+"""pytest wiring of pytest-llmops: options, markers, hooks, and the fixtures of
+:mod:`pytest_llmops.fixtures`. Nothing heavy is imported here (no vcrpy, openai, mlflow, azure or
 databricks): a session that uses none of them pays nothing."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from collections.abc import Generator
 
 import pytest
 
-from pytest_llmops import hookspecs, tracking
+from pytest_llmops import hookspecs
 from pytest_llmops import settings as settings_mod
-from pytest_llmops.azure.fixtures import (  # noqa: F401 - fixtures
+from pytest_llmops.fixtures.azure import (  # noqa: F401 - fixtures
     _llmops_openai_clients,
     azure_credential,
     azure_databricks_workspace,
@@ -18,29 +18,29 @@ from pytest_llmops.azure.fixtures import (  # noqa: F401 - fixtures
     azure_openai_client,
     azure_openai_deployment,
 )
-from pytest_llmops.cassettes.fixtures import (  # noqa: F401 - fixtures
-    cassette_key,
+from pytest_llmops.fixtures.cassettes import (  # noqa: F401 - fixtures
     llmops_cassette,
     llmops_cassette_dir,
     llmops_mode,
     llmops_recorder,
     llmops_unrecorded_requests,
-    reports_key,
 )
-from pytest_llmops.databricks.fixtures import (  # noqa: F401 - fixtures
+from pytest_llmops.fixtures.databricks import (  # noqa: F401 - fixtures
     databricks_cluster,
     databricks_cluster_environment,
     databricks_command,
     databricks_workspace,
 )
-from pytest_llmops.evaluation.fixtures import llmops_eval, llmops_judge  # noqa: F401 - fixtures
-from pytest_llmops.monitoring.fixtures import llmops_drift  # noqa: F401 - fixture
-from pytest_llmops.tracking.fixtures import llmops_run, llmops_traces, mlflow_experiment  # noqa: F401 - fixtures
-from pytest_llmops.traffic.fixtures import failure_note as faults_failure_note
-from pytest_llmops.traffic.fixtures import llmops_faults  # noqa: F401 - fixtures
+from pytest_llmops.fixtures.evaluation import llmops_eval, llmops_judge  # noqa: F401 - fixtures
+from pytest_llmops.fixtures.monitoring import llmops_drift  # noqa: F401 - fixture
+from pytest_llmops.fixtures.tracking import llmops_run, llmops_traces, mlflow_experiment  # noqa: F401 - fixtures
+from pytest_llmops.fixtures.traffic import llmops_faults  # noqa: F401 - fixture
+from pytest_llmops.stash import cassette_key, reports_key
 
 _sealed_key = pytest.StashKey[bool]()
 _replay_env_key = pytest.StashKey[dict[str, str]]()
+_tracked_key = pytest.StashKey[bool]()
+_tracking_from_start_key = pytest.StashKey[bool]()
 PACING_NUMBERS = (
     "llmops_tokens_per_minute", "llmops_requests_per_minute", "llmops_rate_limit_window",
     "llmops_max_429_retries",
@@ -193,8 +193,9 @@ def pytest_configure(config: pytest.Config) -> None:
         from pytest_llmops.tracking import uri
 
         uri.check(settings.tracking_uri, settings.tracking_uri_source)  # a usage error, now
-    if tracking.needed_from_start(config, settings):
-        tracking.register(config)
+    if _tracking_from_start(config, settings):
+        _register_tracking(config)
+        config.stash[_tracking_from_start_key] = True
     if settings.drift_baseline or settings.drift_fail or settings.drift_html or settings.drift_min_effect:
         from pytest_llmops.monitoring import session as drift_session
 
@@ -208,17 +209,52 @@ def pytest_configure(config: pytest.Config) -> None:
 
         own_clients.install(config)  # every client's Azure OpenAI requests paced, not only the plugin's
     if settings.is_replay:
-        from pytest_llmops.seal import policy, sockets
+        from pytest_llmops.seal import sockets
 
-        sockets.seal(allowed_hosts=[*settings.allowed_hosts, *policy.tracking_hosts(settings.tracking_uri)])
+        allowed = list(settings.allowed_hosts)
+        if settings.tracking_uri:  # its host stays reachable
+            from pytest_llmops.seal.policy import tracking_hosts
+
+            allowed += tracking_hosts(settings.tracking_uri)
+        sockets.seal(allowed_hosts=allowed)
         config.stash[_sealed_key] = True
         from pytest_llmops.cassettes import replay_env
 
         config.stash[_replay_env_key] = replay_env.apply()
 
 
+def _tracking_from_start(config: pytest.Config, settings: settings_mod.Settings) -> bool:
+    """Whether the tracking hooks are needed from the start: under xdist (the controller
+    collects nothing, workers hand it their runs), for a report or a drift baseline, or when
+    a store failure must fail the session (--llmops-strict). Otherwise they are registered
+    once collection finds a tracked test (or a tracking fixture asks for them): a session
+    without one imports no tracking code."""
+    return bool(
+        hasattr(config, "workerinput") or getattr(config.option, "numprocesses", None)
+        or settings.report or settings.drift_baseline or settings.strict
+    )
+
+
+def _register_tracking(config: pytest.Config) -> None:
+    from pytest_llmops.evaluation import hooks as evaluation_hooks
+    from pytest_llmops.tracking import hooks as tracking_hooks
+
+    tracking_hooks.register(config)  # MLflow runs per marked test; its hooks live on the object
+    evaluation_hooks.register(config)  # evaluate nesting, repeat=N, cost
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
-    tracking.register_if_tracked(session.config, session.items)  # unless registered at start
+    """Register the tracking hooks (unless registered at start) when a selected test is
+    tracked, and let them see the items as their own ``pytest_collection_modifyitems``
+    would have."""
+    config = session.config
+    if config.stash.get(_tracking_from_start_key, False):
+        return
+    if any(item.stash.get(_tracked_key, False) for item in session.items):
+        _register_tracking(config)
+        from pytest_llmops.tracking import hooks
+
+        hooks.get(config).pytest_collection_modifyitems(list(session.items))
 
 
 def _check_ini(config: pytest.Config) -> None:
@@ -249,8 +285,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     settings = settings_mod.get(config)
     every_test = settings.cassettes == "all"
     for item in items:
-        cassette_mark = item.get_closest_marker("llmops_cassette")
-        run_mark = item.get_closest_marker("llmops")
+        run_mark = cassette_mark = None
+        for mark in item.iter_markers():  # one walk up the tree for both (the closest of each)
+            if mark.name == "llmops":
+                run_mark = run_mark or mark
+            elif mark.name == "llmops_cassette":
+                cassette_mark = cassette_mark or mark
         if cassette_mark is not None or run_mark is not None:
             from pytest_llmops.validation import cassette_options, run_options
 
@@ -260,6 +300,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 run_options(item.nodeid, run_mark)
         if not isinstance(item, pytest.Function):
             continue
+        item.stash[_tracked_key] = run_mark is not None or "llmops_run" in item.fixturenames
         # A cassette covers all HTTP of a test that is marked or uses any llmops fixture.
         marked = cassette_mark is not None or run_mark is not None
         if every_test or marked or not CASSETTE_FIXTURES.isdisjoint(item.fixturenames):
@@ -280,61 +321,11 @@ def pytest_runtest_makereport(
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     item.stash.setdefault(reports_key, {})[report.when] = report
-    if report.when == "call" and report.failed:
-        note = faults_failure_note(item)  # what llmops_faults did that the failure may come from
-        if note:
-            report.sections.append(("llmops_faults", note))
-    cassette = item.stash.get(cassette_key, None)
-    if report.when == "call" and cassette is not None and cassette.stale:
-        from pytest_llmops.cassettes.staleness import STALE_PROPERTY
+    if report.failed or (report.when == "call" and cassette_key in item.stash):
+        from pytest_llmops import reports
 
-        # Travels with the report, so the xdist controller sees it too.
-        report.user_properties.append((STALE_PROPERTY, [stale.describe() for stale in cassette.stale]))
-    excinfo = call.excinfo
-    if not report.failed or excinfo is None:
-        return report
-    from pytest_llmops.errors import LLMOpsError, ReplayMiss
-
-    if cassette is not None and cassette.misses:
-        # Clients may wrap the miss (openai 2.x, azure-core): show the plugin's own message.
-        wrapped = "" if excinfo.errisinstance(ReplayMiss) else (
-            f"\n(raised to the test as {excinfo.typename}: {excinfo.value})"
-        )
-        report.longrepr = f"{cassette.misses[0]}{_where(item, excinfo)}{wrapped}"
-    elif cassette is None and settings_mod.get(item.config).is_replay and _sealed_out(excinfo.value):
-        from pytest_llmops.cassettes.advice import no_cassette
-
-        blocked = _sealed_out(excinfo.value)
-        what = f"its requests cannot be replayed and the sealed network refused one ({blocked})"
-        report.longrepr = f"NetworkBlocked: {no_cassette(item.nodeid, what)}{_where(item, excinfo)}"
-    elif excinfo.errisinstance(LLMOpsError):
-        # The plugin's errors say what happened and how to fix it: no traceback needed.
-        report.longrepr = f"{excinfo.typename}: {excinfo.value}{_where(item, excinfo)}"
+        reports.annotate(item, call, report)  # stale answers, faults' notes, one-line failures
     return report
-
-
-def _sealed_out(error: BaseException | None, depth: int = 0) -> str | None:
-    """The refusal of the replay seal behind ``error`` (clients wrap it), if there is one."""
-    from pytest_llmops.seal.policy import NetworkBlocked
-
-    if error is None or depth > 10:
-        return None
-    if isinstance(error, NetworkBlocked):
-        return str(error).split(":", 1)[-1].split("(", 1)[0].strip() or str(error)
-    if isinstance(error, BaseExceptionGroup):
-        for inner in error.exceptions:
-            found = _sealed_out(inner, depth + 1)
-            if found:
-                return found
-    return _sealed_out(error.__cause__ or error.__context__, depth + 1)
-
-
-def _where(item: pytest.Item, excinfo: pytest.ExceptionInfo[BaseException]) -> str:
-    """Where in the test file the error was raised, if it was."""
-    for entry in reversed(excinfo.traceback):
-        if entry.path == getattr(item, "path", None):
-            return f"\n\n(raised at {entry.path}:{entry.lineno + 1})"
-    return ""
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -362,23 +353,12 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """The controller (or a run without xdist) removes this invocation's shared state."""
     config = session.config
-    if settings_mod.settings_key not in config.stash:
-        return
-    settings = settings_mod.get(config)
-    if not settings.network and not (settings.rootdir / ".llmops" / "run").is_dir():
-        return  # nothing of this invocation was shared through files: nothing to remove
-    from pytest_llmops import session as llmops_session
+    if settings_mod.settings_key in config.stash:
+        settings = settings_mod.get(config)
+        if settings.network or (settings.rootdir / ".llmops" / "run").is_dir():
+            from pytest_llmops import resources
 
-    if llmops_session.is_worker(config):
-        return
-    import shutil
-
-    run_dir = settings_mod.get(config).rootdir / ".llmops" / "run" / llmops_session.session_id(config)
-    if settings_mod.get(config).network:
-        from pytest_llmops.traffic import summary
-
-        summary.collect_summary(config, run_dir)  # the workers' totals, before their files go
-    shutil.rmtree(run_dir, ignore_errors=True)
+            resources.remove_shared_state(config, settings)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:

@@ -93,6 +93,21 @@ def removal_line(what: str, *, replaying: bool, detail: str = "") -> str:
     return f"replaying the recorded removal of {what}{details}" if replaying else f"removing {what}{details}"
 
 
+def remove_shared_state(config: pytest.Config, settings: settings_mod.Settings) -> None:
+    """At the end of the session, in the controller (or a run without xdist): remove what
+    this invocation shared through files (after adding the workers' pacing totals)."""
+    if session.is_worker(config):
+        return
+    import shutil
+
+    run_dir = settings.rootdir / ".llmops" / "run" / session.session_id(config)
+    if settings.network:
+        from pytest_llmops.traffic import summary
+
+        summary.collect_summary(config, run_dir)  # the workers' totals, before their files go
+    shutil.rmtree(run_dir, ignore_errors=True)
+
+
 def worker_done(config: pytest.Config) -> None:
     """Mark this worker as finished with its tests (called before its session teardown)."""
     (state_dir(config) / f"done-{session.worker_id(config)}").touch()

@@ -1,4 +1,4 @@
-"""The mode and options of a pytest session, resolved once into a frozen dataclass.
+"""The mode and options of a pytest session, resolved once into an immutable record.
 
 Precedence, decided here and nowhere else:
 - mode: ``--llmops-live``/``--llmops-record``/``--llmops-record-mode``, then ``LLMOPS_MODE``
@@ -14,9 +14,8 @@ Precedence, decided here and nowhere else:
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 import pytest
 
@@ -33,9 +32,10 @@ CASSETTE_SCOPES: tuple[CassetteScope, ...] = ("fixtures", "all")
 settings_key = pytest.StashKey["Settings"]()
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Everything the plugin needs to know about this session's options."""
+class Settings(NamedTuple):
+    """Everything the plugin needs to know about this session's options (immutable; a
+    NamedTuple rather than a frozen dataclass, whose generated methods cost a compile at
+    every plugin load)."""
 
     mode: Mode
     rootdir: Path

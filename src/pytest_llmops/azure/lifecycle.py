@@ -111,6 +111,29 @@ class _Session:
 # -- Azure OpenAI -------------------------------------------------------------------------
 
 
+def deployment(request: pytest.FixtureRequest) -> Iterator[AzureOpenAIDeployment]:
+    """The ``azure_openai_deployment`` fixture: replayed as recorded (attached, or its
+    provisioning replayed), provisioned, or attached from the environment."""
+    from pytest_llmops.azure.openai import attach, replayed
+    from pytest_llmops.cassettes.lifecycle import open_session_cassette
+
+    cassette = open_session_cassette(request, "azure_openai_deployment")
+    if cassette.replaying:
+        if cassette.metadata.get("provisioned"):
+            yield from provisioned_deployment(request, cassette)
+        else:
+            yield replayed(cassette.metadata)
+        return
+    settings = settings_mod.get(request.config)
+    if provision_target(settings, "azure_openai_deployment") is not None:
+        yield from provisioned_deployment(request, cassette)
+        return
+    attached = attach(settings)
+    cassette.metadata.update(attached.metadata())
+    yield attached
+    cassette.save()
+
+
 def provisioned_deployment(
     request: pytest.FixtureRequest, cassette: Cassette
 ) -> Iterator[AzureOpenAIDeployment]:
@@ -225,6 +248,28 @@ def provisioned_deployment(
 
 
 # -- Azure Databricks ---------------------------------------------------------------------
+
+
+def workspace(request: pytest.FixtureRequest) -> Iterator[AzureDatabricksWorkspace]:
+    """The ``azure_databricks_workspace`` fixture: replayed as recorded, provisioned, or
+    attached by ``DATABRICKS_HOST``."""
+    from pytest_llmops.azure.workspace import attach as attach_workspace
+    from pytest_llmops.cassettes.lifecycle import open_session_cassette
+
+    cassette = open_session_cassette(request, "azure_databricks_workspace")
+    if cassette.replaying:
+        if cassette.metadata.get("provisioned"):
+            yield from provisioned_workspace(request, cassette)
+        else:
+            yield AzureDatabricksWorkspace.from_metadata(cassette.metadata)
+        return
+    if provision_target(settings_mod.get(request.config), "azure_databricks_workspace") is not None:
+        yield from provisioned_workspace(request, cassette)
+        return
+    attached = attach_workspace()
+    cassette.metadata.update(attached.metadata())
+    yield attached
+    cassette.save()
 
 
 def provisioned_workspace(

@@ -5,13 +5,16 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pytest_llmops.cassettes.sanitize import OPENAI_HOST
 from pytest_llmops.errors import MissingCredential
-from pytest_llmops.settings import Settings
+from pytest_llmops.settings import Settings, settings_key
+
+if TYPE_CHECKING:
+    from openai import AsyncAzureOpenAI, AzureOpenAI
 
 DEFAULT_API_VERSION = "2024-05-01-preview"
 DEFAULT_DEPLOYMENT = "gpt-4o"
@@ -129,3 +132,36 @@ def load_credential_factory(spec: str) -> Any:
             "`package.module:factory`, e.g. `azure.identity:AzureCliCredential`, or unset it to use "
             "DefaultAzureCredential."
         ) from exc
+
+
+def session_credential(config: pytest.Config) -> Any:
+    """The ``azure_credential`` fixture: None in replay, else the factory named by
+    ``LLMOPS_AZURE_CREDENTIAL`` or ``DefaultAzureCredential``."""
+    if config.stash[settings_key].is_replay:
+        return None
+    factory = os.environ.get("LLMOPS_AZURE_CREDENTIAL", "").strip()
+    if factory:
+        return load_credential_factory(factory)()
+    from azure.identity import DefaultAzureCredential
+
+    return DefaultAzureCredential()
+
+
+def client(deployment: AzureOpenAIDeployment, credential: Any, config: pytest.Config) -> AzureOpenAI:
+    """An ``openai.AzureOpenAI`` client for ``deployment``, paced and open to ``llmops_faults``."""
+    from openai import AzureOpenAI
+
+    from pytest_llmops.traffic.clients import instrument
+
+    return instrument(AzureOpenAI(**client_kwargs(deployment, credential)), config, deployment)
+
+
+def async_client(
+    deployment: AzureOpenAIDeployment, credential: Any, config: pytest.Config
+) -> AsyncAzureOpenAI:
+    """An ``openai.AsyncAzureOpenAI`` client for ``deployment``, like :func:`client`."""
+    from openai import AsyncAzureOpenAI
+
+    from pytest_llmops.traffic.clients import instrument
+
+    return instrument(AsyncAzureOpenAI(**client_kwargs(deployment, credential)), config, deployment)

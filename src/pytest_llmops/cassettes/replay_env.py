@@ -1,4 +1,5 @@
-"""Replay: the variables app code builds its clients from, set to placeholders when unset.
+"""Replay: the placeholder hosts cassettes are scrubbed to, and the variables app code
+builds its clients from, set to placeholders when unset.
 
 An app that calls ``AzureOpenAI()`` or ``WorkspaceClient()`` with no arguments reads its
 endpoint and credentials from the environment, and stops before its first request when
@@ -13,7 +14,13 @@ from __future__ import annotations
 import os
 from collections.abc import MutableMapping
 
-from pytest_llmops.cassettes.hosts import DATABRICKS_HOST, OPENAI_HOST
+OPENAI_HOST = "resource.openai.azure.com"
+DATABRICKS_HOST = "adb-0000000000000000.0.azuredatabricks.net"
+ARM_HOST = "management.azure.com"
+LOGIN_HOST = "login.microsoftonline.com"
+LOCAL_HOST = "localhost"
+"""The placeholder hosts of cassettes (:mod:`.sanitize` scrubs to them), defined here with
+no scrubbing code, so that replay's set-up imports none of it."""
 
 PLACEHOLDERS = {
     "AZURE_OPENAI_ENDPOINT": f"https://{OPENAI_HOST}/",

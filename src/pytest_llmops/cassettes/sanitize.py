@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pytest_llmops.cassettes.hosts import ARM_HOST, DATABRICKS_HOST, LOCAL_HOST, LOGIN_HOST, OPENAI_HOST
+from pytest_llmops.cassettes.replay_env import ARM_HOST, DATABRICKS_HOST, LOCAL_HOST, LOGIN_HOST, OPENAI_HOST
 from pytest_llmops.errors import LLMOpsError
 from pytest_llmops.secrets import bodies
 from pytest_llmops.secrets.known import REDACTED, ZERO_GUID, KnownSecrets

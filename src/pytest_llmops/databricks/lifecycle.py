@@ -1,5 +1,7 @@
-"""The lab's cluster for ``databricks_cluster``: attached, provisioned (once per
-invocation, shared by xdist workers, removed after the last one) or replayed."""
+"""What the Databricks fixtures do: the workspace client (live, or replayed from its
+session cassette), the cluster's environment, and the lab's cluster for
+``databricks_cluster``: attached, provisioned (once per invocation, shared by xdist workers,
+removed after the last one) or replayed."""
 
 from __future__ import annotations
 
@@ -12,16 +14,62 @@ import pytest
 
 from pytest_llmops import resources, session
 from pytest_llmops import settings as settings_mod
-from pytest_llmops.cassettes.fixtures import open_session_cassette
-from pytest_llmops.databricks.fixtures import CLUSTER
+from pytest_llmops.cassettes.lifecycle import open_session_cassette
 from pytest_llmops.errors import ReplayMiss
 
 if TYPE_CHECKING:
     from databricks.sdk import WorkspaceClient
 
+    from pytest_llmops.azure.workspace import AzureDatabricksWorkspace
     from pytest_llmops.cassettes.recorder import Cassette, Recorder
     from pytest_llmops.databricks.cluster import DatabricksCluster, Progress
     from pytest_llmops.databricks.secrets import ClusterEnvironment
+
+CLUSTER = "databricks_cluster"
+"""The cluster fixture's name (its session cassette, its progress lines)."""
+
+
+def workspace_client(
+    request: pytest.FixtureRequest, azure_workspace: AzureDatabricksWorkspace
+) -> Iterator[WorkspaceClient]:
+    """The body of ``databricks_workspace``: a client of the workspace, or of the
+    placeholder host in replay (its host probe answered by the session cassette)."""
+    from pytest_llmops import extras
+
+    extras.require(extras.DATABRICKS_FIXTURES, "databricks.sdk")
+    from pytest_llmops.databricks import workspace
+
+    cassette = open_session_cassette(request, "databricks_workspace")
+    with cassette.activate():
+        if cassette.replaying:
+            client = workspace.replay_client()
+        else:
+            named = azure_workspace.client_kwargs()
+            client = workspace.live_client(
+                settings_mod.get(request.config),
+                host=named.get("host"),
+                azure_workspace_resource_id=named.get("azure_workspace_resource_id"),
+            )
+    if not cassette.replaying:
+        cassette.metadata.update(workspace.metadata(client))
+    yield client
+    cassette.save()
+
+
+def cluster_environment(request: pytest.FixtureRequest) -> ClusterEnvironment:
+    """The body of ``databricks_cluster_environment``: the lab's variables, from the
+    session's Azure OpenAI deployment (nothing without one)."""
+    from pytest_llmops.databricks.secrets import ClusterEnvironment, openai_environment
+
+    try:
+        deployment = request.getfixturevalue("azure_openai_deployment")
+    except pytest.skip.Exception as skipped:
+        resources.progress(
+            request.config,
+            f"{CLUSTER}: no Azure OpenAI deployment for the cluster's environment ({skipped.msg})",
+        )
+        return ClusterEnvironment()
+    return openai_environment(deployment)
 
 
 def cluster(

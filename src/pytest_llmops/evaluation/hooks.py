@@ -59,8 +59,8 @@ class EvaluationPlugin:
         options = run_options(pyfuncitem.nodeid, mark)
         if options.repeat == 1:
             return None
-        from pytest_llmops.cassettes.fixtures import cassette_key
         from pytest_llmops.evaluation import repeat
+        from pytest_llmops.stash import cassette_key
 
         plugin = tracking_hooks.get(pyfuncitem.config)
         state = state_mod.of(pyfuncitem)

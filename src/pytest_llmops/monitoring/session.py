@@ -13,7 +13,7 @@ session with nothing before it; ``--llmops-drift-html=PATH`` writes the HTML rep
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -67,6 +67,23 @@ def drift_settings(config: pytest.Config, *, replayed: bool) -> DriftSettings:
     features = tuple(spec.name for spec in FEATURES if spec.name != "latency_ms") if replayed else None
     min_effect = parse_min_effects(settings_mod.get(config).drift_min_effect)
     return DriftSettings(features=features, min_effect=min_effect)
+
+
+def comparer(config: pytest.Config) -> Callable[..., DriftReport]:
+    """The ``llmops_drift`` fixture's function: ``(baseline=None, current=None)`` to a report,
+    ``baseline`` defaulting to ``--llmops-drift-baseline``."""
+    extras.require("llmops_drift", *extras.DRIFT_MODULES)
+
+    def run(baseline: str | None = None, current: str | None = None) -> DriftReport:
+        ref = baseline or settings_mod.get(config).drift_baseline
+        if not ref:
+            raise pytest.UsageError(
+                "llmops_drift needs a baseline: pass llmops_drift(baseline='session:latest') or run "
+                "pytest with --llmops-drift-baseline=REF"
+            )
+        return compare(config, ref, current)
+
+    return run
 
 
 def compare(config: pytest.Config, baseline: str, current: str | None = None) -> DriftReport:

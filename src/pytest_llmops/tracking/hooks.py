@@ -27,8 +27,8 @@ import pytest
 
 from pytest_llmops import session as session_mod
 from pytest_llmops import settings as settings_mod
-from pytest_llmops.cassettes.fixtures import reports_key
 from pytest_llmops.errors import TrackingError
+from pytest_llmops.stash import reports_key
 from pytest_llmops.tracking import PLUGIN_NAME, bootstrap, runs, testrun
 from pytest_llmops.tracking import uri as uri_mod
 from pytest_llmops.tracking.bootstrap import quiet_mlflow

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_llmops.cassettes.fixtures import cassette_key
+from pytest_llmops.stash import cassette_key
 from pytest_llmops.tracking import runs
 from pytest_llmops.tracking.summary import TestRecord
 from pytest_llmops.tracking.traces import Collector

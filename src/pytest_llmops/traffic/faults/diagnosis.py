@@ -4,14 +4,18 @@ the messages ``llmops_faults`` gives at the end of a test.
 From what attached clients sent (each request's fault and ``x-stainless-retry-count``) it
 names the cause: no client attached, no request made, no request matching ``match=``, or a
 client that gave up (the openai SDK's ``max_retries`` spent) before the faults ran out; and,
-for a failing test, an error the SDK's retries absorbed.
+for a failing test, an error the SDK's retries absorbed. :func:`for_test` is the body of
+the ``llmops_faults`` fixture, :func:`failure_note` what a failing test's report adds.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
+import pytest
+
+from pytest_llmops.stash import faults_key
 from pytest_llmops.traffic.faults.hub import Seen
 from pytest_llmops.traffic.faults.schedule import Faults
 
@@ -92,3 +96,42 @@ def absorbed(faults: Faults) -> str | None:
                 "client.with_options(max_retries=0)."
             )
     return None
+
+
+PLUGIN_CLIENTS = frozenset({"azure_openai_client", "azure_openai_async_client"})
+"""The plugin's clients: they always see the scheduled faults."""
+
+
+def uses_a_plugin_client(item: pytest.Item) -> bool:
+    """Whether the test requests one of the plugin's clients."""
+    return not PLUGIN_CLIENTS.isdisjoint(getattr(item, "fixturenames", ()))
+
+
+def for_test(item: pytest.Item) -> Iterator[Faults]:
+    """The body of ``llmops_faults``: a fresh schedule on the session's hub while ``item``
+    runs; faults still scheduled when a passing test ends fail it at teardown."""
+    from pytest_llmops import reports
+    from pytest_llmops.traffic.faults.hub import hub
+
+    faults_hub = hub(item.config)
+    faults = Faults(faults_hub)
+    faults_hub.active = faults
+    item.stash[faults_key] = faults
+    try:
+        yield faults
+    finally:
+        faults_hub.active = None
+        faults.detach_all()
+    if faults.pending and reports.test_passed(item):
+        pytest.fail(unserved(faults, uses_a_plugin_client(item)), pytrace=False)
+
+
+def failure_note(item: pytest.Item) -> str | None:
+    """For a test that failed while it had ``llmops_faults``: what the faults did that the
+    failure may come from (faults never served, or one the SDK's retries absorbed)."""
+    faults = item.stash.get(faults_key, None)
+    if faults is None:
+        return None
+    if faults.pending:
+        return unserved(faults, uses_a_plugin_client(item))
+    return absorbed(faults)
