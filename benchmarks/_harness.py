@@ -27,23 +27,19 @@ def workdir(name: str) -> Path:
 
 
 def run_pytest(
-    folder: Path, args: Sequence[str], env: dict[str, str] | None = None, bytecode: bool = True
+    folder: Path, args: Sequence[str], env: dict[str, str] | None = None, bytecode: str = "cached"
 ) -> float:
     """Wall time of one ``pytest`` run in a subprocess; fails loudly if a test failed.
 
-    ``bytecode=True`` measures what most users get: bytecode caches on. (This machine sets
-    PYTHONDONTWRITEBYTECODE, which makes every run compile the plugin's modules, and pytest
-    rewrite them, again.) ``bytecode=False`` measures what CI images and Docker bases that
-    set PYTHONDONTWRITEBYTECODE=1 get: the plugin's own ``__pycache__`` folders are removed
-    first, so each run compiles (and pytest rewrites) every plugin module it imports."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMOPS_", "AZURE_", "MLFLOW_"))}
-    full_env.update(env or {})
-    full_env["MLFLOW_DISABLE_TELEMETRY"] = "true"
-    if bytecode:
-        full_env.pop("PYTHONDONTWRITEBYTECODE", None)
-    else:
-        full_env["PYTHONDONTWRITEBYTECODE"] = "1"
-        drop_plugin_bytecode()
+    ``bytecode``: ``"cached"`` measures what most users get, bytecode caches on (this
+    machine sets PYTHONDONTWRITEBYTECODE, which makes every run compile the plugin's modules,
+    and pytest rewrite them, again). ``"none"`` measures what a CI image or Docker base that
+    sets PYTHONDONTWRITEBYTECODE=1 gets: pytest can never keep the modules it rewrites (every
+    plugin's, as installed from entry points), so none is cached, for any plugin; the regular
+    ``.pyc`` files pip wrote at install stay. ``"ours"`` is the artificial worst case for this
+    plugin: only pytest_llmops's caches are gone, the other plugins' rewritten modules are
+    cached (as they are on a machine where pytest once ran without the variable)."""
+    full_env = _pytest_env(env, bytecode)
     started = time.perf_counter()
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
@@ -55,14 +51,50 @@ def run_pytest(
     return elapsed
 
 
-def drop_plugin_bytecode() -> None:
-    """Remove every ``__pycache__`` of the installed pytest_llmops package (none is stale)."""
+def count_instructions(folder: Path, args: Sequence[str], bytecode: str = "cached") -> int:
+    """Instructions one ``pytest`` run executes in user space, counted by valgrind (cachegrind,
+    no cache simulation; string hashing seeded): the same for every run of the same code, so
+    a ratio of two counts is free of the noise a shared machine adds to wall times."""
+    full_env = _pytest_env(None, bytecode)
+    full_env["PYTHONHASHSEED"] = "0"
+    result = subprocess.run(
+        ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
+         sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
+        cwd=folder, env=full_env, capture_output=True, text=True,
+    )
+    for line in result.stderr.splitlines():
+        if "I refs:" in line or "I   refs:" in line:
+            return int(line.rsplit(":", 1)[1].strip().replace(",", ""))
+    raise SystemExit(f"valgrind gave no instruction count for {args}:\n{result.stderr[-2000:]}")
+
+
+def _pytest_env(env: dict[str, str] | None, bytecode: str) -> dict[str, str]:
+    """The environment of a measured run; removes the caches ``bytecode`` says are missing."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMOPS_", "AZURE_", "MLFLOW_"))}
+    full_env.update(env or {})
+    full_env["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    if bytecode == "cached":
+        full_env.pop("PYTHONDONTWRITEBYTECODE", None)
+    else:
+        full_env["PYTHONDONTWRITEBYTECODE"] = "1"
+        drop_plugin_bytecode(every_plugin=bytecode == "none")
+    return full_env
+
+
+def drop_plugin_bytecode(every_plugin: bool = False) -> None:
+    """Remove every ``__pycache__`` of the installed pytest_llmops package; with
+    ``every_plugin``, also every module pytest rewrote and cached for any other plugin
+    (``__pycache__/*-pytest-*.pyc`` in site-packages: caches, rewritten again when needed)."""
     import importlib.util
+    import sysconfig
 
     spec = importlib.util.find_spec("pytest_llmops")
     for location in (spec.submodule_search_locations or []) if spec else []:
         for cache in Path(location).rglob("__pycache__"):
             shutil.rmtree(cache, ignore_errors=True)
+    if every_plugin:
+        for rewritten in Path(sysconfig.get_paths()["purelib"]).glob("**/__pycache__/*-pytest-*.pyc"):
+            rewritten.unlink(missing_ok=True)
 
 
 def alternate(runs: dict[str, Callable[[], float]], repetitions: int) -> dict[str, float]:
