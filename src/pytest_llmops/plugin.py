@@ -298,9 +298,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 cassette_options(item.nodeid, cassette_mark)
             if run_mark is not None:
                 run_options(item.nodeid, run_mark)
+        item.stash[_tracked_key] = run_mark is not None or "llmops_run" in getattr(item, "fixturenames", ())
         if not isinstance(item, pytest.Function):
             continue
-        item.stash[_tracked_key] = run_mark is not None or "llmops_run" in item.fixturenames
         # A cassette covers all HTTP of a test that is marked or uses any llmops fixture.
         marked = cassette_mark is not None or run_mark is not None
         if every_test or marked or not CASSETTE_FIXTURES.isdisjoint(item.fixturenames):
