@@ -12,7 +12,7 @@ out, remove after the last worker, and make the session cassette replay all of i
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -115,23 +115,35 @@ def deployment(request: pytest.FixtureRequest) -> Iterator[AzureOpenAIDeployment
     """The ``azure_openai_deployment`` fixture: replayed as recorded (attached, or its
     provisioning replayed), provisioned, or attached from the environment."""
     from pytest_llmops.azure.openai import attach, replayed
+
+    yield from _session_resource(
+        request, "azure_openai_deployment", provisioned_deployment, replayed, attach
+    )
+
+
+def _session_resource(
+    request: pytest.FixtureRequest,
+    fixture: str,
+    provisioned: Callable[[pytest.FixtureRequest, Cassette], Iterator[Any]],
+    recorded: Callable[[dict[str, Any]], Any],
+    attach: Callable[[Settings], Any],
+) -> Iterator[Any]:
+    """A provisioning fixture's resource, per its session cassette: what the recording did
+    (``recorded`` from its metadata when it attached), ``provisioned`` when provisioning (or
+    replaying a provisioning), else ``attach``-ed, its metadata recorded for replay."""
     from pytest_llmops.cassettes.lifecycle import open_session_cassette
 
-    cassette = open_session_cassette(request, "azure_openai_deployment")
-    if cassette.replaying:
-        if cassette.metadata.get("provisioned"):
-            yield from provisioned_deployment(request, cassette)
-        else:
-            yield replayed(cassette.metadata)
-        return
+    cassette = open_session_cassette(request, fixture)
     settings = settings_mod.get(request.config)
-    if provision_target(settings, "azure_openai_deployment") is not None:
-        yield from provisioned_deployment(request, cassette)
-        return
-    attached = attach(settings)
-    cassette.metadata.update(attached.metadata())
-    yield attached
-    cassette.save()
+    if cassette.replaying and not cassette.metadata.get("provisioned"):
+        yield recorded(cassette.metadata)
+    elif cassette.replaying or provision_target(settings, fixture) is not None:
+        yield from provisioned(request, cassette)
+    else:
+        attached = attach(settings)
+        cassette.metadata.update(attached.metadata())
+        yield attached
+        cassette.save()
 
 
 def provisioned_deployment(
@@ -254,22 +266,11 @@ def workspace(request: pytest.FixtureRequest) -> Iterator[AzureDatabricksWorkspa
     """The ``azure_databricks_workspace`` fixture: replayed as recorded, provisioned, or
     attached by ``DATABRICKS_HOST``."""
     from pytest_llmops.azure.workspace import attach as attach_workspace
-    from pytest_llmops.cassettes.lifecycle import open_session_cassette
 
-    cassette = open_session_cassette(request, "azure_databricks_workspace")
-    if cassette.replaying:
-        if cassette.metadata.get("provisioned"):
-            yield from provisioned_workspace(request, cassette)
-        else:
-            yield AzureDatabricksWorkspace.from_metadata(cassette.metadata)
-        return
-    if provision_target(settings_mod.get(request.config), "azure_databricks_workspace") is not None:
-        yield from provisioned_workspace(request, cassette)
-        return
-    attached = attach_workspace()
-    cassette.metadata.update(attached.metadata())
-    yield attached
-    cassette.save()
+    yield from _session_resource(
+        request, "azure_databricks_workspace", provisioned_workspace,
+        AzureDatabricksWorkspace.from_metadata, lambda settings: attach_workspace(),
+    )
 
 
 def provisioned_workspace(
