@@ -60,9 +60,13 @@ def tags(config: pytest.Config) -> dict[str, str]:
 
 def state_dir(config: pytest.Config) -> Path:
     """A folder shared by the controller and workers of this invocation."""
-    root = settings_mod.get(config).rootdir / ".llmops" / "run" / session.session_id(config)
+    root = _run_dir(config)
     root.mkdir(parents=True, exist_ok=True)
     return root
+
+
+def _run_dir(config: pytest.Config) -> Path:
+    return settings_mod.get(config).rootdir / ".llmops" / "run" / session.session_id(config)
 
 
 def progress(config: pytest.Config, message: str) -> None:
@@ -100,7 +104,7 @@ def remove_shared_state(config: pytest.Config, settings: settings_mod.Settings) 
         return
     import shutil
 
-    run_dir = settings.rootdir / ".llmops" / "run" / session.session_id(config)
+    run_dir = _run_dir(config)
     if settings.network:
         from pytest_llmops.traffic import summary
 
