@@ -48,15 +48,21 @@ the errors, the domains and the report annotations come on first use."""
 
 
 def test_a_replay_session_starts_with_the_wiring_alone(pytester: pytest.Pytester):
+    """... and pytest does not rewrite it (``PYTEST_DONT_REWRITE``): a rewritten module has
+    the rewriter's ``@py_builtins`` import."""
     pytester.makepyfile(
         "import json, sys\n\n"
         "def test_start_up():\n"
-        "    print('LOADED', json.dumps(sorted(m for m in sys.modules if m.startswith('pytest_llmops'))))\n"
+        "    ours = sorted(m for m in sys.modules if m.startswith('pytest_llmops'))\n"
+        "    print('LOADED', json.dumps(ours))\n"
+        "    print('REWRITTEN', json.dumps([m for m in ours if '@py_builtins' in vars(sys.modules[m])]))\n"
     )
     result = pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
-    line = next(line for line in result.outlines if "LOADED " in line)
-    assert set(json.loads(line.split("LOADED ", 1)[1])) == START_UP
+    printed = {key: json.loads(line.split(f"{key} ", 1)[1])
+               for line in result.outlines for key in ("LOADED", "REWRITTEN") if f"{key} " in line}
+    assert set(printed["LOADED"]) == START_UP
+    assert printed["REWRITTEN"] == []
 
 
 def test_options_live_in_one_group(pytester: pytest.Pytester):

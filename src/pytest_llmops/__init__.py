@@ -2,7 +2,9 @@
 
 Importing this package is cheap: the heavy libraries (mlflow, openai, databricks-sdk,
 azure-*, vcrpy) are imported only inside the fixtures and functions that need them.
-"""
+
+
+PYTEST_DONT_REWRITE: loaded at start-up (see :mod:`pytest_llmops.plugin`)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""The extension point of pytest-llmops."""
+"""The extension point of pytest-llmops.
+
+PYTEST_DONT_REWRITE: loaded at start-up (see :mod:`pytest_llmops.plugin`)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,10 @@
 """pytest wiring of pytest-llmops: options, markers, hooks, and the fixtures of
 :mod:`pytest_llmops.fixtures`. Nothing heavy is imported here (no vcrpy, openai, mlflow, azure or
-databricks): a session that uses none of them pays nothing."""
+databricks): a session that uses none of them pays nothing.
+
+PYTEST_DONT_REWRITE: pytest rewrites the asserts of every module of a plugin (parse, walk,
+compile) and, without bytecode caches (``PYTHONDONTWRITEBYTECODE=1``), on every run; the
+modules loaded at start-up, this one and those it imports, have no test asserts and opt out."""
 
 from __future__ import annotations
 

@@ -9,18 +9,18 @@ Precedence, decided here and nowhere else:
 - tracking URI: ``--llmops-tracking-uri``, then the ``llmops_tracking_uri`` ini option,
   then ``MLFLOW_TRACKING_URI``, then the embedded store (None here);
 - experiment: ``--llmops-experiment``, then the ``llmops_experiment`` ini option.
-"""
 
-from __future__ import annotations
 
+PYTEST_DONT_REWRITE: loaded at start-up (see :mod:`pytest_llmops.plugin`)."""
+
+# No ``from __future__ import annotations``: NamedTuple would compile each field's string
+# annotation (a ForwardRef) at every plugin load.
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, NamedTuple
+from typing import Literal, NamedTuple
 
 import pytest
-
-if TYPE_CHECKING:
-    from collections.abc import Mapping
 
 Mode = Literal["replay", "live", "record"]
 MODES: tuple[Mode, ...] = ("replay", "live", "record")

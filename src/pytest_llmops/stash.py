@@ -1,6 +1,8 @@
 """The keys of what the plugin keeps on pytest's objects (``config.stash``, ``item.stash``),
 shared by its hooks (:mod:`pytest_llmops.plugin`), fixtures (:mod:`pytest_llmops.fixtures`)
-and domain modules. The session's settings are under :data:`pytest_llmops.settings.settings_key`."""
+and domain modules. The session's settings are under :data:`pytest_llmops.settings.settings_key`.
+
+PYTEST_DONT_REWRITE: loaded at start-up (see :mod:`pytest_llmops.plugin`)."""
 
 from __future__ import annotations
 

@@ -7,7 +7,9 @@ they are missing. In replay nothing reaches a service, so placeholders do: the h
 the ones cassettes are scrubbed to (they match recorded requests), the credentials are not
 secrets. Variables that are set are left alone; the old environment comes back at the end
 of the session.
-"""
+
+
+PYTEST_DONT_REWRITE: loaded at start-up (see :mod:`pytest_llmops.plugin`)."""
 
 from __future__ import annotations
 
