@@ -1,8 +1,9 @@
 """Azure: the Azure OpenAI deployment and the Databricks workspace (attach or provision),
 clients and credentials.
 
-- ``fixtures``: the pytest fixtures (``azure_credential``, ``azure_openai_deployment``,
-  ``azure_openai_client``/``azure_openai_async_client``, ``azure_databricks_workspace``);
+- the pytest fixtures (``azure_credential``, ``azure_openai_deployment``,
+  ``azure_openai_client``/``azure_openai_async_client``, ``azure_databricks_workspace``) are
+  in :mod:`pytest_llmops.fixtures.azure`, thin: their bodies are ``lifecycle`` and ``openai``;
 - ``openai``: the deployment a session uses, attached from the environment, and its clients;
 - ``lifecycle``: provisioning per mode (once across xdist workers, recorded and replayed);
 - ``arm``: Azure Resource Manager endpoint, management clients, long-running operations;

@@ -1,7 +1,8 @@
 """What the cassette fixtures do: the session's recorder, a test's cassette (opened,
 active for the whole test, saved once its body ran), the requests of a test without one,
 and the cassettes of session fixtures. Imported when the first of them is used; the
-fixtures themselves (:mod:`.fixtures`) stay thin, so plugin load stays cheap."""
+fixtures themselves (:mod:`pytest_llmops.fixtures.cassettes`) stay thin, so plugin load
+stays cheap."""
 
 from __future__ import annotations
 

@@ -11,5 +11,6 @@ Modules:
 - ``repeat``: ``@pytest.mark.llmops(repeat=N, min_pass_rate=P)``;
 - ``cost``: ``llmops.cost_usd`` and the ``llmops_prices`` table;
 - ``state``: what evaluation keeps about a running test;
-- ``fixtures`` and ``hooks``: the pytest side.
+- ``access``: the body of the ``llmops_eval`` fixture (the fixtures themselves are in
+  :mod:`pytest_llmops.fixtures.evaluation`); ``hooks``: the pytest side.
 """

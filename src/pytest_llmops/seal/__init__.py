@@ -5,5 +5,4 @@
 :mod:`.sockets` enforces it on every socket path of this process (connect, datagrams, name
 lookups) and :mod:`.proxy` on requests sent through a proxy. Child processes are not covered.
 
-
 PYTEST_DONT_REWRITE: loaded at start-up (see :mod:`pytest_llmops.plugin`)."""

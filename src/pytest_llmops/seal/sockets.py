@@ -16,7 +16,6 @@ functions are kept in ``_state`` and looked up at each call. Child processes are
 This module only installs and removes the seal, and is all replay loads at start-up: each
 sealed function hands its call to :mod:`.checks` (imported on the first one), which decides.
 
-
 PYTEST_DONT_REWRITE: loaded at start-up (see :mod:`pytest_llmops.plugin`)."""
 
 from __future__ import annotations

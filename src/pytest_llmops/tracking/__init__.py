@@ -23,7 +23,9 @@ Modules:
   without xdist; ``helper``: that process;
 - ``summary``: the terminal table and the ``--llmops-report`` file;
 - ``testrun``: what a tracked test's run carries when it starts and ends;
-- ``fixtures`` and ``hooks``: the pytest side; below, when ``hooks`` is registered.
+- ``access``: the bodies of the tracking fixtures (the fixtures themselves are in
+  :mod:`pytest_llmops.fixtures.tracking`); ``hooks``: the pytest side, registered when a
+  session needs it.
 """
 
 PLUGIN_NAME = "llmops-tracking"

@@ -9,7 +9,8 @@ injected as the real service fails.
   waits, reconciles and sends a 429 again), :mod:`.clients` (what the plugin's clients
   get), :mod:`.own_clients` (every other ``httpx``/``httpx2`` client's Azure OpenAI
   requests, in live and record runs), :mod:`.summary` (the terminal summary).
-- Fault injection: :mod:`.faults` and the ``llmops_faults`` fixture in :mod:`.fixtures`.
+- Fault injection: :mod:`.faults` and the ``llmops_faults`` fixture in
+  :mod:`pytest_llmops.fixtures.traffic`.
 - :mod:`.wrapping`: what every transport wrapper here shares.
 
 Nothing here imports httpx, httpx2, respx or openai at module level: they are imported
