@@ -5,6 +5,9 @@
   in the cache is replaced.
 - A process that imported mlflow for tracking skips the final garbage collection at exit
   (``gc.freeze()`` in an ``atexit`` handler); one that did not is left alone.
+- Under xdist, the controller (which ends the session's runs) imports mlflow while the
+  workers run the tests, once a worker says its collection holds a tracked test; it never
+  does when none is selected.
 
 How much each saves is measured by ``benchmarks/bench_marker.py``, not here.
 """
@@ -16,7 +19,7 @@ import sqlite3
 from pathlib import Path
 
 from pytest_llmops.tracking import bootstrap
-from tests.test_tracking import client_for, run_pytest, runs_by_name
+from tests.test_tracking import client_for, run_pytest, runs_by_name, session_runs
 
 ONE_MARKED = "import pytest\n\n@pytest.mark.llmops\ndef test_one():\n    pass\n"
 
@@ -92,3 +95,44 @@ def test_a_session_that_imported_mlflow_skips_the_final_collection(tmp_path: Pat
     unmarked = run_pytest(tmp_path, "test_one.py::test_plain")
     assert unmarked.returncode == 0, unmarked.stdout + unmarked.stderr
     assert "FROZEN AT EXIT False" in unmarked.stdout, unmarked.stdout[-2000:]
+
+
+CONTROLLER_SEES = """
+import sys, threading, pytest
+
+@pytest.hookimpl(trylast=True)
+def pytest_xdist_node_collection_finished(node, ids):
+    importing = any(t.name == "llmops-mlflow-import" for t in threading.enumerate())
+    print("CONTROLLER IMPORTING", importing or "mlflow" in sys.modules)
+
+def pytest_sessionfinish(session):
+    if not hasattr(session.config, "workerinput"):
+        print("CONTROLLER MLFLOW AT END", "mlflow" in sys.modules)
+"""
+
+
+def test_the_xdist_controller_imports_mlflow_while_the_workers_run(tmp_path: Path) -> None:
+    (tmp_path / "conftest.py").write_text(CONTROLLER_SEES, encoding="utf-8")
+    (tmp_path / "test_one.py").write_text(ONE_MARKED + "\ndef test_plain():\n    pass\n", encoding="utf-8")
+
+    tracked = run_pytest(tmp_path, "-s", "-n", "2", "test_one.py")
+    assert tracked.returncode == 0, tracked.stdout + tracked.stderr
+    # Once per worker's collection: the first one already started the import.
+    assert tracked.stdout.count("CONTROLLER IMPORTING True") == 2, tracked.stdout
+    assert "CONTROLLER MLFLOW AT END True" in tracked.stdout
+    # Imported under the session's warning filters (DeprecationWarning "always"), quietly.
+    assert "Warning" not in tracked.stdout + tracked.stderr, tracked.stdout + tracked.stderr
+    client = client_for(tmp_path)
+    experiment = client.get_experiment_by_name("pytest-llmops")
+    runs = runs_by_name(client, experiment.experiment_id)
+    assert runs["test_one.py::test_one"].info.status == "FINISHED"
+    (parent,) = session_runs(client, experiment.experiment_id)
+    assert parent.info.status == "FINISHED"
+    assert not list((tmp_path / ".llmops" / "tracking").glob("*.tracked"))  # nothing left behind
+
+    # The marked test deselected: no worker says so, the controller never imports mlflow.
+    deselected = run_pytest(tmp_path, "-s", "-n", "2", "-k", "plain", "test_one.py")
+    assert deselected.returncode == 0, deselected.stdout + deselected.stderr
+    assert deselected.stdout.count("CONTROLLER IMPORTING False") == 2, deselected.stdout
+    assert "CONTROLLER MLFLOW AT END False" in deselected.stdout
+    assert not list((tmp_path / ".llmops" / "tracking").glob("*.tracked"))

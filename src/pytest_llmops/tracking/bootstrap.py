@@ -8,7 +8,9 @@ and the active run live in the tests' process), creating and migrating a new SQL
 (~1.6 s through MLflow's ~60 migrations one transaction at a time: :mod:`.freshstore`
 copies a template migrated once per MLflow version instead), and tearing the interpreter
 down at exit, which collects the hundreds of thousands of objects mlflow and its
-dependencies leave (~1.2 s: :func:`skip_final_collection` skips it).
+dependencies leave (~1.2 s: :func:`skip_final_collection` skips it). Under xdist the
+controller imports mlflow too, to end the session's runs: :func:`start_import` moves that
+import from after the workers' run to during it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import gc
 import logging
 import os
 import sys
+import threading
 import warnings
 from collections.abc import Iterator
 from functools import cache
@@ -47,20 +50,58 @@ def prepare_environment(environ: dict[str, str] | None = None) -> None:
     env["MLFLOW_USE_BATCH_SPAN_PROCESSOR"] = "false"
 
 
+_background: threading.Thread | None = None
+"""The thread :func:`start_import` started in this process, if any."""
+
+
+def start_import() -> None:
+    """Start importing mlflow and its SQL store in a daemon thread, for a process that will
+    need them later and waits for other processes meanwhile (the xdist controller, while its
+    workers run the tests). :func:`import_mlflow` waits for it.
+
+    Warning filters are the process's, not a thread's: the import's warnings are ignored
+    for the rest of the session by the process's filters (pytest's, for the session; the
+    controller runs no test, so no test sees them), and the thread is done before pytest's
+    session-end hooks set filters of their own (``TrackingPlugin.pytest_runtestloop``
+    waits for it). Should the import fail anyway (another warning made an error by
+    ``-W error``), :func:`import_mlflow` imports again in the calling thread.
+    """
+    global _background
+    if _background is not None or "mlflow" in sys.modules:
+        return
+    prepare_environment()
+    skip_final_collection()
+    _ignore_import_warnings()
+    _background = threading.Thread(target=_import_in_background, name="llmops-mlflow-import", daemon=True)
+    _background.start()
+
+
+def _import_in_background() -> None:
+    with contextlib.suppress(Exception):
+        import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+
+
+def wait_for_import() -> None:
+    """Wait for the import :func:`start_import` started, if any."""
+    if _background is not None:
+        _background.join()
+
+
 def import_mlflow() -> None:
-    """Import mlflow and its SQL store quietly, once.
+    """Import mlflow and its SQL store quietly, once (after the import :func:`start_import`
+    started, if any, is done).
 
     SQLAlchemy 2.1 emits a ``SADeprecationWarning`` when MLflow's SQL store module is
     imported (a module-level ``noload`` option); a ``-W error`` suite would fail on it, and
     command-line ``-W`` filters take precedence over ini ``filterwarnings``. The warning is
     emitted once, at import, so importing the module here under a local filter is enough.
     """
+    wait_for_import()
     prepare_environment()
     skip_final_collection()
-    already_imported = "mlflow" in sys.modules
+    already_imported = "mlflow" in sys.modules and _background is None
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"mlflow(\.|$)")
-        warnings.filterwarnings("ignore", message=r".*(noload|loader strategy).*")
+        _ignore_import_warnings()
         import mlflow.store.tracking.sqlalchemy_store  # noqa: F401 - the warning fires here
     if already_imported:
         # mlflow was imported before the plugin set MLFLOW_DISABLE_TELEMETRY: re-read it.
@@ -68,6 +109,12 @@ def import_mlflow() -> None:
             from mlflow.telemetry import set_telemetry_client
 
             set_telemetry_client()  # type: ignore[no-untyped-call]
+
+
+def _ignore_import_warnings() -> None:
+    """Ignore, in the current warning filters, what importing mlflow's SQL store warns about."""
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"mlflow(\.|$)")
+    warnings.filterwarnings("ignore", message=r".*(noload|loader strategy).*")
 
 
 @contextlib.contextmanager

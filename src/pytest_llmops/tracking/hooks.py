@@ -128,19 +128,10 @@ class TrackingPlugin:
 
     def _parent_tags(self) -> dict[str, str]:
         """Tags of the session's parent runs (computed once, when the first is created)."""
-        from pytest_llmops.tracking import orphans
-
-        args = " ".join(str(a) for a in self.config.invocation_params.args)
-        tags = {
-            "llmops.mode": self.settings.mode,
-            "llmops.command": runs.clip(f"pytest {args}".strip()),
-            orphans.OWNER_TAG: self.owner,
-        }
-        commit = testrun.git_commit(str(self.settings.rootdir))
-        if commit:
-            tags.update({"llmops.git_commit": commit, "mlflow.source.git.commit": commit})
         from pytest_llmops.secrets import session as secrets
 
+        args = " ".join(str(a) for a in self.config.invocation_params.args)
+        tags = testrun.parent_tags(f"pytest {args}".strip(), self.owner, self.settings)
         return secrets.record_scrubber(self.config).mapping(tags)
 
     @property
@@ -283,6 +274,29 @@ class TrackingPlugin:
             extra = tuple(p for p in TRACKING_SERVER_PATHS if p not in sanitizer.ignored_paths)
             sanitizer.ignored_paths = (*sanitizer.ignored_paths, *extra)
 
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        """xdist worker: tell the controller the session will use the store, before xdist
+        tells it this worker's collection is done."""
+        if self.is_worker and any(is_tracked(item) for item in session.items):
+            self.store.announce_tracked()
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        """xdist controller: the session's runs are ended here at session end, which needs
+        mlflow; when a worker will track tests, import it now, while the workers run them."""
+        if self.store.tracked_announced():
+            bootstrap.start_import()
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, object, object]:
+        """The controller's background import of mlflow is done before the session-end hooks,
+        which pytest runs under warning filters of its own (and before the process exits)."""
+        try:
+            return (yield)
+        finally:
+            bootstrap.wait_for_import()
+
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
         """xdist controller: the session's runs are owned by this process (it ends them)."""
@@ -373,15 +387,7 @@ class TrackingPlugin:
             ui_command=uri_mod.ui_command(self.uri),
             session_id=self.session_id,
             records=self.records,
-            parent_runs=[
-                {
-                    "experiment": ref.name,
-                    "experiment_id": ref.experiment_id,
-                    "parent_run_id": ref.parent_run_id,
-                    "status": status,
-                }
-                for ref in parents
-            ],
+            parent_runs=[{**ref.as_row(), "status": status} for ref in parents],
             errors=list(dict.fromkeys(self._errors)),
             untracked=self.untracked,
         )

@@ -8,7 +8,8 @@ first marked test of the session, in whichever xdist worker) takes a file lock, 
 migrates the store, creates the experiment and the session's parent run, and writes their
 ids to a small state file. Every other process takes the same lock, reads the ids and opens
 the already migrated store. So a session without marked tests never imports mlflow (not even
-in the xdist controller, which cannot know: it does not collect), no two processes ever
+in the xdist controller, which does not collect: a worker whose collection holds a tracked
+test tells it with a file, and only then does it import mlflow), no two processes ever
 migrate at once, and the one parent run per experiment and invocation is shared by all
 workers. The controller (or the only process) ends the parent runs in ``pytest_sessionfinish``.
 Every SQLite store the plugin creates gets an explicit ``artifact_location`` for its
@@ -43,6 +44,11 @@ class ExperimentRef:
     name: str
     experiment_id: str
     parent_run_id: str
+
+    def as_row(self) -> dict[str, str]:
+        """As the summary and the report name it."""
+        return {"experiment": self.name, "experiment_id": self.experiment_id,
+                "parent_run_id": self.parent_run_id}
 
 
 class SessionStore:
@@ -271,6 +277,8 @@ class SessionStore:
         session closes the runs left RUNNING). ``metrics(experiment name)`` gives the metrics
         logged on that experiment's parent run. Raises :class:`TrackingError`.
         """
+        with contextlib.suppress(OSError):
+            self.tracked_file.unlink(missing_ok=True)
         if not self.state_file.is_file():
             return []
         ended: list[ExperimentRef] = []
@@ -291,6 +299,22 @@ class SessionStore:
             finally:
                 self.state_file.unlink(missing_ok=True)
         return ended
+
+    @property
+    def tracked_file(self) -> Path:
+        """Left by an xdist worker whose collection holds a tracked test (:meth:`announce_tracked`)."""
+        return self.state_dir / f"{self.session_id}.tracked"
+
+    def announce_tracked(self) -> None:
+        """Tell the controller, before it hears this worker's collection is done, that the
+        session will use the store: it then imports mlflow while the workers run the tests
+        instead of after them (see :func:`.bootstrap.start_import`). Best effort."""
+        with contextlib.suppress(OSError):
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            self.tracked_file.touch()
+
+    def tracked_announced(self) -> bool:
+        return self.tracked_file.is_file()
 
     @property
     def errors_file(self) -> Path:

@@ -75,6 +75,17 @@ class TrackedTest:
 tracked_key = pytest.StashKey[TrackedTest]()
 
 
+def parent_tags(command: str, owner: str, settings: Settings) -> dict[str, str]:
+    """Tags of a session's parent run (before scrubbing)."""
+    from pytest_llmops.tracking import orphans
+
+    tags = {"llmops.mode": settings.mode, "llmops.command": runs.clip(command), orphans.OWNER_TAG: owner}
+    commit = git_commit(str(settings.rootdir))
+    if commit:
+        tags.update({"llmops.git_commit": commit, "mlflow.source.git.commit": commit})
+    return tags
+
+
 def start_tags(
     item: pytest.Item,
     parent_run_id: str,
