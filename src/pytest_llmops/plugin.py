@@ -39,11 +39,10 @@ from pytest_llmops.fixtures.evaluation import llmops_eval, llmops_judge  # noqa:
 from pytest_llmops.fixtures.monitoring import llmops_drift  # noqa: F401 - fixture
 from pytest_llmops.fixtures.tracking import llmops_run, llmops_traces, mlflow_experiment  # noqa: F401 - fixtures
 from pytest_llmops.fixtures.traffic import llmops_faults  # noqa: F401 - fixture
-from pytest_llmops.stash import cassette_key, reports_key
+from pytest_llmops.stash import cassette_key, reports_key, tracked_item_key
 
 _sealed_key = pytest.StashKey[bool]()
 _replay_env_key = pytest.StashKey[dict[str, str]]()
-_tracked_key = pytest.StashKey[bool]()
 _tracking_from_start_key = pytest.StashKey[bool]()
 PACING_NUMBERS = (
     "llmops_tokens_per_minute", "llmops_requests_per_minute", "llmops_rate_limit_window",
@@ -254,7 +253,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     config = session.config
     if config.stash.get(_tracking_from_start_key, False):
         return
-    if any(item.stash.get(_tracked_key, False) for item in session.items):
+    if any(item.stash.get(tracked_item_key, False) for item in session.items):
         _register_tracking(config)
         from pytest_llmops.tracking import hooks
 
@@ -302,7 +301,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 cassette_options(item.nodeid, cassette_mark)
             if run_mark is not None:
                 run_options(item.nodeid, run_mark)
-        item.stash[_tracked_key] = run_mark is not None or "llmops_run" in getattr(item, "fixturenames", ())
+        fixtures = getattr(item, "fixturenames", ())
+        item.stash[tracked_item_key] = run_mark is not None or "llmops_run" in fixtures
         if not isinstance(item, pytest.Function):
             continue
         # A cassette covers all HTTP of a test that is marked or uses any llmops fixture.

@@ -20,3 +20,6 @@ reports_key = pytest.StashKey[dict[str, pytest.TestReport]]()
 """A test's reports so far, by phase (``setup``, ``call``, ``teardown``)."""
 faults_key: pytest.StashKey[Faults] = pytest.StashKey()
 """The faults of a test that uses ``llmops_faults``."""
+tracked_item_key = pytest.StashKey[bool]()
+"""Whether a collected test is tracked (marked ``llmops`` or using ``llmops_run``): decided
+once per test, in the plugin's marker walk at collection."""

@@ -28,7 +28,7 @@ import pytest
 from pytest_llmops import session as session_mod
 from pytest_llmops import settings as settings_mod
 from pytest_llmops.errors import TrackingError
-from pytest_llmops.stash import reports_key
+from pytest_llmops.stash import reports_key, tracked_item_key
 from pytest_llmops.tracking import PLUGIN_NAME, bootstrap, runs, testrun
 from pytest_llmops.tracking import uri as uri_mod
 from pytest_llmops.tracking.bootstrap import quiet_mlflow
@@ -278,7 +278,7 @@ class TrackingPlugin:
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         """xdist worker: tell the controller the session will use the store, before xdist
         tells it this worker's collection is done."""
-        if self.is_worker and any(is_tracked(item) for item in session.items):
+        if self.is_worker and any(item.stash.get(tracked_item_key, False) for item in session.items):
             self.store.announce_tracked()
 
     @pytest.hookimpl(optionalhook=True)
